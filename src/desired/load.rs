@@ -1,0 +1,1400 @@
+//! Reading and validating a desired-state tree.
+//!
+//! [`load`] reads every file of the tree, reports every problem it finds (it never stops at
+//! the first one) and builds a [`Desired`] only when there is no error. Each file goes through
+//! three stages:
+//!
+//! 1. TOML syntax, with the parser's recovery so that all syntax errors of a file are shown;
+//! 2. a scan for keys that look like plaintext secrets, which are reported and dropped;
+//! 3. serde into the raw types of [`super::raw`]. Serde stops at the first problem, so after
+//!    an unknown field or a value of the wrong type, the offending key is removed and the file
+//!    is read again: one file can report many such mistakes.
+//!
+//! Then the rules that span files are checked (regions, tenants, schema sets, migrations).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use super::diagnostic::{Diagnostic, Diagnostics, SourceText};
+use super::raw::{RawApply, RawCredentials, RawNeo, RawRegion, RawSchemaSet, RawTenant};
+use super::{
+    ApplySettings, ControlPlane, CredentialSource, Desired, Endpoint, Migration, Policy, Region,
+    SchemaSet, Scope, SslMode, Tenant, TenantStatus,
+};
+
+/// The outcome of reading a tree: the validated state when there is no error, and every
+/// diagnostic (errors and warnings), sorted by file, line and column.
+#[derive(Debug)]
+pub struct Loaded {
+    pub desired: Option<Desired>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Key fragments that mark a value as a secret, which must never be committed.
+const SECRET_MARKERS: [&str; 4] = ["password", "passwd", "secret", "token"];
+
+/// Schema names neo-reconcile or PostgreSQL own, which no region-scope set may use.
+const RESERVED_SCHEMAS: [&str; 4] = ["neo_reconcile", "admin", "public", "information_schema"];
+
+/// Reads and validates the desired-state tree at `root`. Offline: no database, no network.
+pub fn load(root: &Path) -> Loaded {
+    let mut cx = Cx {
+        root: root.to_path_buf(),
+        diags: Diagnostics::default(),
+        files: BTreeMap::new(),
+    };
+    let desired = cx.load();
+    let has_errors = cx.diags.has_errors();
+    Loaded {
+        desired: if has_errors { None } else { desired },
+        diagnostics: cx.diags.into_sorted(),
+    }
+}
+
+/// The state of one validation: diagnostics so far and the bytes of every file read, for the
+/// digest.
+struct Cx {
+    root: PathBuf,
+    diags: Diagnostics,
+    files: BTreeMap<String, Vec<u8>>,
+}
+
+/// What the tenant checks need to know about a region, including one whose file has errors
+/// (its name is still known, so tenants in it do not get a second, misleading error).
+struct KnownRegion {
+    residency: Option<String>,
+}
+
+impl Cx {
+    fn load(&mut self) -> Option<Desired> {
+        if !self.root.is_dir() {
+            self.diags.file_error(
+                Path::new("."),
+                "",
+                format!(
+                    "{} is not a directory: give the root of a desired-state repository",
+                    self.root.display()
+                ),
+            );
+            return None;
+        }
+
+        let neo_path = Path::new("neo.toml");
+        let neo = match self.read(neo_path) {
+            Some(src) => parse_toml::<RawNeo>(&src, &mut self.diags).map(|raw| (src, raw)),
+            None => {
+                self.diags.file_error(
+                    neo_path,
+                    "",
+                    "missing neo.toml: a desired-state repository has neo.toml at its root \
+                     with format_version = 1",
+                );
+                None
+            }
+        };
+
+        let region_files = self.read_toml_dir::<RawRegion>("regions");
+        let tenant_files = self.read_toml_dir::<RawTenant>("tenants");
+
+        let mut known_regions: BTreeMap<String, KnownRegion> = BTreeMap::new();
+        let mut regions = BTreeMap::new();
+        let mut region_sources: BTreeMap<String, String> = BTreeMap::new();
+        for entry in &region_files {
+            match entry {
+                Ok((src, raw)) => {
+                    let name = raw.name.get_ref().clone();
+                    if let Some(first) = region_sources.get(&name) {
+                        self.diags.error(
+                            src,
+                            raw.name.span(),
+                            "name",
+                            format!(
+                                "duplicate region {name:?}: already defined in {first}; \
+                                 each region has exactly one file"
+                            ),
+                        );
+                        continue;
+                    }
+                    region_sources.insert(name.clone(), src.display.clone());
+                    known_regions.insert(
+                        name.clone(),
+                        KnownRegion {
+                            residency: Some(raw.residency.get_ref().clone()),
+                        },
+                    );
+                    if let Some(region) = self.check_region(src, raw) {
+                        regions.insert(name, region);
+                    }
+                }
+                Err(stem) => {
+                    known_regions
+                        .entry(stem.clone())
+                        .or_insert(KnownRegion { residency: None });
+                }
+            }
+        }
+        if region_files.is_empty() {
+            self.diags.file_error(
+                Path::new("regions"),
+                "",
+                "no regions: add regions/<name>.toml for each PostgreSQL cluster",
+            );
+        }
+
+        // Without a usable neo.toml the tenants are still checked, against no schema sets.
+        let mut control_plane = None;
+        let mut schema_sets = None;
+        let mut policy = Policy::default();
+        if let Some((src, neo)) = &neo {
+            control_plane = self.check_control_plane(src, neo, &known_regions);
+            policy.allow_destroy = neo
+                .policy
+                .as_ref()
+                .and_then(|p| p.get_ref().allow_destroy.as_ref())
+                .is_some_and(|b| *b.get_ref());
+            if *neo.format_version.get_ref() != 1 {
+                self.diags.error(
+                    src,
+                    neo.format_version.span(),
+                    "format_version",
+                    format!(
+                        "unsupported format_version {}: this neo-reconcile reads format_version = 1",
+                        neo.format_version.get_ref()
+                    ),
+                );
+            }
+            schema_sets = self.check_schema_sets(src, neo);
+        }
+        let tenants = self.check_tenants(&tenant_files, &known_regions, &schema_sets, &policy);
+
+        let files = std::mem::take(&mut self.files);
+        let digest = digest(&files);
+        Some(Desired {
+            root: self.root.clone(),
+            control_plane: control_plane?,
+            policy,
+            schema_sets: schema_sets?,
+            regions,
+            tenants,
+            digest,
+        })
+    }
+
+    /// Reads a file relative to the root as UTF-8 text, remembering its bytes for the digest.
+    /// A missing file is `None`; an unreadable one is reported.
+    fn read(&mut self, relative: &Path) -> Option<SourceText> {
+        let bytes = match fs::read(self.root.join(relative)) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                self.diags
+                    .file_error(relative, "", format!("cannot read the file: {e}"));
+                return None;
+            }
+        };
+        let src = SourceText::new(relative, String::new());
+        self.files.insert(src.display.clone(), bytes.clone());
+        match String::from_utf8(bytes) {
+            Ok(text) => Some(SourceText::new(relative, text)),
+            Err(_) => {
+                self.diags.file_error(
+                    relative,
+                    "",
+                    "the file is not valid UTF-8: save it as UTF-8",
+                );
+                None
+            }
+        }
+    }
+
+    /// Lists a directory relative to the root, sorted by name. A missing directory is empty.
+    fn list(&mut self, dir: &str) -> Vec<(String, bool)> {
+        let Ok(entries) = fs::read_dir(self.root.join(dir)) else {
+            return Vec::new();
+        };
+        let mut names: Vec<(String, bool)> = entries
+            .filter_map(Result::ok)
+            .map(|e| {
+                let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+                (e.file_name().to_string_lossy().into_owned(), is_dir)
+            })
+            .filter(|(name, _)| !name.starts_with('.'))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Reads every `*.toml` file of a directory. A file that cannot be used is `Err(stem)`,
+    /// after its problems were reported, so that references to it are not reported again.
+    #[allow(clippy::type_complexity)]
+    fn read_toml_dir<T: DeserializeOwned>(
+        &mut self,
+        dir: &str,
+    ) -> Vec<Result<(SourceText, T), String>> {
+        let mut out = Vec::new();
+        for (name, is_dir) in self.list(dir) {
+            let relative = Path::new(dir).join(&name);
+            let Some(stem) = name.strip_suffix(".toml") else {
+                if !is_dir && !is_readme(&name) {
+                    self.diags.file_error(
+                        &relative,
+                        "",
+                        format!("unexpected file in {dir}/: only <name>.toml files belong here"),
+                    );
+                }
+                continue;
+            };
+            let parsed = self
+                .read(&relative)
+                .and_then(|src| parse_toml::<T>(&src, &mut self.diags).map(|raw| (src, raw)));
+            out.push(parsed.ok_or_else(|| stem.to_string()));
+        }
+        out
+    }
+
+    fn check_control_plane(
+        &mut self,
+        src: &SourceText,
+        neo: &RawNeo,
+        regions: &BTreeMap<String, KnownRegion>,
+    ) -> Option<ControlPlane> {
+        let cp = neo.control_plane.get_ref();
+        let mut ok = true;
+        if !regions.contains_key(cp.region.get_ref()) {
+            ok = false;
+            self.diags.error(
+                src,
+                cp.region.span(),
+                "control_plane.region",
+                format!(
+                    "unknown region {:?}: the control plane must be one of the regions ({})",
+                    cp.region.get_ref(),
+                    list_or_none(regions.keys())
+                ),
+            );
+        }
+        ok &= self.check_identifier(src, &cp.database, "control_plane.database", "database");
+        ok.then(|| ControlPlane {
+            region: cp.region.get_ref().clone(),
+            database: cp.database.get_ref().clone(),
+        })
+    }
+
+    fn check_region(&mut self, src: &SourceText, raw: &RawRegion) -> Option<Region> {
+        let mut ok = true;
+        let name = raw.name.get_ref();
+        let stem = file_stem(&src.display);
+        if name != stem {
+            ok = false;
+            self.diags.error(
+                src,
+                raw.name.span(),
+                "name",
+                format!("name {name:?} differs from the file name: rename the file to regions/{name}.toml or set name = {stem:?}"),
+            );
+        }
+        if !is_region_name(name) {
+            ok = false;
+            self.diags.error(
+                src,
+                raw.name.span(),
+                "name",
+                format!("invalid region name {name:?}: use lowercase letters, digits and '-', starting with a letter"),
+            );
+        }
+        if raw.residency.get_ref().trim().is_empty() {
+            ok = false;
+            self.diags.error(
+                src,
+                raw.residency.span(),
+                "residency",
+                "empty residency: name the data-residency zone, such as \"US\" or \"EU\"",
+            );
+        }
+
+        let pg = raw.postgres.get_ref();
+        let host = pg.host.get_ref();
+        if host.is_empty() || host.contains(char::is_whitespace) || host.contains("://") {
+            ok = false;
+            self.diags.error(
+                src,
+                pg.host.span(),
+                "postgres.host",
+                "invalid host: give a host name or IP address, not a URL",
+            );
+        }
+        let port = *pg.port.get_ref();
+        if !(1..=65535).contains(&port) {
+            ok = false;
+            self.diags.error(
+                src,
+                pg.port.span(),
+                "postgres.port",
+                format!("port {port} is out of range: use 1 to 65535"),
+            );
+        }
+        ok &= self.check_identifier(src, &pg.database, "postgres.database", "database");
+        let sslmode = match &pg.sslmode {
+            None => Some(SslMode::VerifyFull),
+            Some(s) => {
+                let mode = SslMode::parse(s.get_ref());
+                if mode.is_none() {
+                    self.diags.error(
+                        src,
+                        s.span(),
+                        "postgres.sslmode",
+                        format!(
+                            "unknown sslmode {:?}: use one of {}",
+                            s.get_ref(),
+                            SslMode::NAMES.join(", ")
+                        ),
+                    );
+                }
+                mode
+            }
+        };
+
+        let credentials = self.check_credentials(src, &raw.credentials);
+        let apply = self.check_apply(src, raw.apply.as_ref());
+
+        if !ok {
+            return None;
+        }
+        Some(Region {
+            name: name.clone(),
+            residency: raw.residency.get_ref().clone(),
+            postgres: Endpoint {
+                host: host.clone(),
+                port: port as u16,
+                database: pg.database.get_ref().clone(),
+                sslmode: sslmode?,
+            },
+            credentials: credentials?,
+            apply: apply?,
+        })
+    }
+
+    fn check_credentials(
+        &mut self,
+        src: &SourceText,
+        creds: &Spanned<RawCredentials>,
+    ) -> Option<CredentialSource> {
+        let c = creds.get_ref();
+        let given: Vec<(&str, &Spanned<String>)> = [
+            ("vault_kv", &c.vault_kv),
+            ("vault_database_role", &c.vault_database_role),
+            ("env", &c.env),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+        .collect();
+        let [(kind, value)] = given.as_slice() else {
+            let message = if given.is_empty() {
+                "no credential source: set exactly one of vault_kv, vault_database_role or env"
+                    .to_string()
+            } else {
+                format!(
+                    "{} credential sources given ({}): set exactly one",
+                    given.len(),
+                    given.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
+                )
+            };
+            self.diags.error(src, creds.span(), "credentials", message);
+            return None;
+        };
+        let v = value.get_ref();
+        let field = format!("credentials.{kind}");
+        let valid = match *kind {
+            "env" => is_env_prefix(v),
+            _ => !v.is_empty() && !v.starts_with('/') && !v.contains(char::is_whitespace),
+        };
+        if !valid {
+            let hint = match *kind {
+                "env" => "an environment variable prefix such as \"NEO_US_EAST\" (uppercase letters, digits and '_'); neo-reconcile reads <PREFIX>_USER and <PREFIX>_PASSWORD",
+                "vault_kv" => "a Vault KV v2 path such as \"secret/neo/regions/us-east\", without a leading '/'",
+                _ => "a Vault database role path such as \"database/creds/neo-migrator-us\", without a leading '/'",
+            };
+            self.diags.error(
+                src,
+                value.span(),
+                field,
+                format!("invalid value {v:?}: use {hint}"),
+            );
+            return None;
+        }
+        Some(match *kind {
+            "vault_kv" => CredentialSource::VaultKv(v.clone()),
+            "vault_database_role" => CredentialSource::VaultDatabaseRole(v.clone()),
+            _ => CredentialSource::Env(v.clone()),
+        })
+    }
+
+    fn check_apply(
+        &mut self,
+        src: &SourceText,
+        apply: Option<&Spanned<RawApply>>,
+    ) -> Option<ApplySettings> {
+        let mut settings = ApplySettings::default();
+        let Some(apply) = apply else {
+            return Some(settings);
+        };
+        let a = apply.get_ref();
+        let mut ok = true;
+        for (field, value, slot) in [
+            (
+                "apply.max_parallel",
+                &a.max_parallel,
+                &mut settings.max_parallel,
+            ),
+            (
+                "apply.max_failures",
+                &a.max_failures,
+                &mut settings.max_failures,
+            ),
+        ] {
+            if let Some(v) = value {
+                match u32::try_from(*v.get_ref()) {
+                    Ok(n) if (1..=1024).contains(&n) => *slot = n,
+                    _ => {
+                        ok = false;
+                        self.diags.error(
+                            src,
+                            v.span(),
+                            field,
+                            format!(
+                                "{} is out of range: use a whole number from 1 to 1024",
+                                v.get_ref()
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        for (field, value, slot) in [
+            (
+                "apply.lock_timeout",
+                &a.lock_timeout,
+                &mut settings.lock_timeout,
+            ),
+            (
+                "apply.statement_timeout",
+                &a.statement_timeout,
+                &mut settings.statement_timeout,
+            ),
+            ("apply.lock_wait", &a.lock_wait, &mut settings.lock_wait),
+        ] {
+            if let Some(v) = value {
+                match parse_duration(v.get_ref()) {
+                    Some(d) => *slot = d,
+                    None => {
+                        ok = false;
+                        self.diags.error(
+                            src,
+                            v.span(),
+                            field,
+                            format!(
+                                "invalid duration {:?}: use a positive whole number followed by ms, s, min or h, such as \"5s\"",
+                                v.get_ref()
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        ok.then_some(settings)
+    }
+
+    /// Checks the schema sets of `neo.toml` and their migrations, and orders them by
+    /// dependency. `None` when any of them is invalid.
+    fn check_schema_sets(&mut self, src: &SourceText, neo: &RawNeo) -> Option<Vec<SchemaSet>> {
+        let mut ok = true;
+        let declared: BTreeMap<&str, &RawSchemaSet> = neo
+            .schema_sets
+            .iter()
+            .map(|(k, v)| (k.get_ref().as_str(), v.get_ref()))
+            .collect();
+
+        // Directories under schemas/ that no set declares are typos or leftovers.
+        for (name, is_dir) in self.list("schemas") {
+            let relative = Path::new("schemas").join(&name);
+            if !is_dir {
+                if !is_readme(&name) {
+                    self.diags.file_error(
+                        &relative,
+                        "",
+                        "unexpected file in schemas/: migrations go in schemas/<set>/V<version>__<description>.sql",
+                    );
+                    ok = false;
+                }
+            } else if !declared.contains_key(name.as_str()) {
+                ok = false;
+                self.diags.file_error(
+                    &relative,
+                    "",
+                    format!(
+                        "schemas/{name}/ belongs to no schema set: declare [schema_sets.{name}] in neo.toml or remove the directory"
+                    ),
+                );
+            }
+        }
+
+        let mut sets = BTreeMap::new();
+        for (key, spanned) in &neo.schema_sets {
+            let name = key.get_ref();
+            let raw = spanned.get_ref();
+            let field = format!("schema_sets.{name}");
+            let mut set_ok = self.check_identifier(src, key, &field, "schema set");
+            let scope = match raw.scope.get_ref().as_str() {
+                "region" => Some(Scope::Region),
+                "tenant" => Some(Scope::Tenant),
+                other => {
+                    self.diags.error(
+                        src,
+                        raw.scope.span(),
+                        format!("{field}.scope"),
+                        format!("unknown scope {other:?}: use \"region\" (once per region database) or \"tenant\" (every tenant's schema)"),
+                    );
+                    None
+                }
+            };
+            if scope == Some(Scope::Region)
+                && (RESERVED_SCHEMAS.contains(&name.as_str())
+                    || name.starts_with("tenant_")
+                    || name.starts_with("archived_")
+                    || name.starts_with("pg_"))
+            {
+                set_ok = false;
+                self.diags.error(
+                    src,
+                    key.span(),
+                    field.clone(),
+                    format!("a region-scope set is applied into schema {name:?}, which is reserved: rename the set"),
+                );
+            }
+            let migrations = self.check_migrations(name, key.span(), src);
+            let target = match (&migrations, &raw.target) {
+                (Some(m), target) => self.resolve_target(
+                    src,
+                    &field,
+                    target.as_ref(),
+                    m.len() as u32,
+                    spanned.span(),
+                ),
+                (None, _) => None,
+            };
+            for dep in &raw.depends_on {
+                let d = dep.get_ref();
+                match declared.get(d.as_str()) {
+                    None => {
+                        set_ok = false;
+                        self.diags.error(
+                            src,
+                            dep.span(),
+                            format!("{field}.depends_on"),
+                            format!(
+                                "unknown schema set {d:?}: declared sets are {}",
+                                list_or_none(declared.keys())
+                            ),
+                        );
+                    }
+                    Some(other)
+                        if scope == Some(Scope::Region) && other.scope.get_ref() == "tenant" =>
+                    {
+                        set_ok = false;
+                        self.diags.error(
+                            src,
+                            dep.span(),
+                            format!("{field}.depends_on"),
+                            format!("region-scope set {name:?} cannot depend on tenant-scope set {d:?}: region sets are applied before any tenant"),
+                        );
+                    }
+                    Some(_) => {}
+                }
+            }
+            match (scope, migrations, target, set_ok) {
+                (Some(scope), Some(migrations), Some(target), true) => {
+                    sets.insert(
+                        name.clone(),
+                        SchemaSet {
+                            name: name.clone(),
+                            scope,
+                            target,
+                            depends_on: raw
+                                .depends_on
+                                .iter()
+                                .map(|d| d.get_ref().clone())
+                                .collect(),
+                            migrations,
+                        },
+                    );
+                }
+                _ => ok = false,
+            }
+        }
+
+        let order = self.dependency_order(src, neo)?;
+        if !ok {
+            return None;
+        }
+        Some(order.into_iter().filter_map(|n| sets.remove(&n)).collect())
+    }
+
+    fn resolve_target(
+        &mut self,
+        src: &SourceText,
+        field: &str,
+        target: Option<&Spanned<toml::Value>>,
+        latest: u32,
+        set_span: Range<usize>,
+    ) -> Option<u32> {
+        let Some(target) = target else {
+            return Some(latest);
+        };
+        let field = format!("{field}.target");
+        match target.get_ref() {
+            toml::Value::String(s) if s == "latest" => Some(latest),
+            toml::Value::Integer(n) if *n >= 1 && *n <= i64::from(latest) => Some(*n as u32),
+            toml::Value::Integer(n) if *n > i64::from(latest) => {
+                self.diags.error(
+                    src,
+                    target.span(),
+                    field,
+                    format!("target {n} is above the highest migration (V{latest}): add the migration or lower the target"),
+                );
+                None
+            }
+            other => {
+                let _ = set_span;
+                self.diags.error(
+                    src,
+                    target.span(),
+                    field,
+                    format!(
+                        "invalid target {other}: use \"latest\" or a version from 1 to {latest}"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// Orders the sets so that each comes after its dependencies, reporting every cycle.
+    fn dependency_order(&mut self, src: &SourceText, neo: &RawNeo) -> Option<Vec<String>> {
+        let deps: BTreeMap<&str, Vec<&Spanned<String>>> = neo
+            .schema_sets
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.get_ref().as_str(),
+                    v.get_ref().depends_on.iter().collect(),
+                )
+            })
+            .collect();
+        // Depth-first search; a back edge is a cycle, reported once at the edge that closes it.
+        #[derive(Clone, Copy, PartialEq)]
+        enum Mark {
+            Visiting,
+            Done,
+        }
+        fn visit<'a>(
+            node: &'a str,
+            deps: &BTreeMap<&'a str, Vec<&'a Spanned<String>>>,
+            marks: &mut BTreeMap<&'a str, Mark>,
+            stack: &mut Vec<&'a str>,
+            order: &mut Vec<String>,
+            cycles: &mut Vec<(Vec<String>, &'a Spanned<String>)>,
+        ) {
+            marks.insert(node, Mark::Visiting);
+            stack.push(node);
+            for dep in deps.get(node).into_iter().flatten() {
+                let d = dep.get_ref().as_str();
+                let Some((&d, _)) = deps.get_key_value(d) else {
+                    continue; // Unknown sets are reported elsewhere.
+                };
+                match marks.get(d) {
+                    Some(Mark::Visiting) => {
+                        let start = stack.iter().position(|n| *n == d).unwrap_or(0);
+                        let mut cycle: Vec<String> =
+                            stack[start..].iter().map(|s| s.to_string()).collect();
+                        cycle.push(d.to_string());
+                        cycles.push((cycle, dep));
+                    }
+                    Some(Mark::Done) => {}
+                    None => visit(d, deps, marks, stack, order, cycles),
+                }
+            }
+            stack.pop();
+            marks.insert(node, Mark::Done);
+            order.push(node.to_string());
+        }
+        let mut marks = BTreeMap::new();
+        let mut order = Vec::new();
+        let mut cycles = Vec::new();
+        for &node in deps.keys() {
+            if !marks.contains_key(node) {
+                visit(
+                    node,
+                    &deps,
+                    &mut marks,
+                    &mut Vec::new(),
+                    &mut order,
+                    &mut cycles,
+                );
+            }
+        }
+        for (cycle, edge) in &cycles {
+            let field = format!("schema_sets.{}.depends_on", cycle[cycle.len() - 2]);
+            self.diags.error(
+                src,
+                edge.span(),
+                field,
+                format!(
+                    "dependency cycle: {}; remove one of these dependencies",
+                    cycle.join(" -> ")
+                ),
+            );
+        }
+        cycles.is_empty().then_some(order)
+    }
+
+    /// Reads and checks the migration files of one set: names, versions 1..=N without gaps or
+    /// duplicates, and no empty file.
+    fn check_migrations(
+        &mut self,
+        set: &str,
+        set_span: Range<usize>,
+        neo_src: &SourceText,
+    ) -> Option<Vec<Migration>> {
+        let dir = format!("schemas/{set}");
+        if !self.root.join(&dir).is_dir() {
+            self.diags.error(
+                neo_src,
+                set_span,
+                format!("schema_sets.{set}"),
+                format!("no migrations for schema set {set:?}: create {dir}/V1__<description>.sql"),
+            );
+            return None;
+        }
+        let mut ok = true;
+        let mut by_version: BTreeMap<u32, Migration> = BTreeMap::new();
+        for (name, is_dir) in self.list(&dir) {
+            let relative = Path::new(&dir).join(&name);
+            if is_dir {
+                ok = false;
+                self.diags.file_error(&relative, &name, "unexpected directory: a schema set's migrations are files directly in its directory");
+                continue;
+            }
+            if is_readme(&name) {
+                continue;
+            }
+            let Some((version, description)) = parse_migration_name(&name) else {
+                ok = false;
+                self.diags.file_error(
+                    &relative,
+                    &name,
+                    "not a migration file name: use V<version>__<description>.sql, such as V3__add_invoices.sql",
+                );
+                continue;
+            };
+            if version == 0 {
+                ok = false;
+                self.diags
+                    .file_error(&relative, &name, "version 0: versions start at V1");
+                continue;
+            }
+            let Some(src) = self.read(&relative) else {
+                ok = false;
+                continue;
+            };
+            if is_effectively_empty(&src.text) {
+                ok = false;
+                self.diags.file_error(&relative, &name, "empty migration: a migration must contain SQL; remove the file if it is not needed");
+                continue;
+            }
+            if let Some(first) = by_version.get(&version) {
+                ok = false;
+                self.diags.file_error(
+                    &relative,
+                    &name,
+                    format!("duplicate version {version}: {} has it too; give each migration its own version", first.file),
+                );
+                continue;
+            }
+            let checksum = hex(&Sha256::digest(src.text.as_bytes()));
+            let no_transaction = src
+                .text
+                .lines()
+                .next()
+                .is_some_and(|l| l.trim() == "-- neo:no-transaction");
+            by_version.insert(
+                version,
+                Migration {
+                    version,
+                    description: description.to_string(),
+                    file: src.display.clone(),
+                    sql: src.text,
+                    checksum,
+                    no_transaction,
+                },
+            );
+        }
+        // Report each gap at the first file after it.
+        let mut expected = 1;
+        for (&version, m) in &by_version {
+            if version != expected {
+                ok = false;
+                let missing = if version == expected + 1 {
+                    format!("version {expected} is missing")
+                } else {
+                    format!("versions {expected} to {} are missing", version - 1)
+                };
+                self.diags.file_error(
+                    Path::new(&m.file),
+                    m.file.rsplit('/').next().unwrap_or(&m.file),
+                    format!("{missing}: versions must run 1, 2, 3, ... without gaps"),
+                );
+            }
+            expected = version + 1;
+        }
+        if by_version.is_empty() && ok {
+            ok = false;
+            self.diags.error(
+                neo_src,
+                set_span,
+                format!("schema_sets.{set}"),
+                format!("no migrations for schema set {set:?}: create {dir}/V1__<description>.sql"),
+            );
+        }
+        ok.then(|| by_version.into_values().collect())
+    }
+
+    fn check_tenants(
+        &mut self,
+        files: &[Result<(SourceText, RawTenant), String>],
+        regions: &BTreeMap<String, KnownRegion>,
+        sets: &Option<Vec<SchemaSet>>,
+        policy: &Policy,
+    ) -> BTreeMap<String, Tenant> {
+        let mut tenants = BTreeMap::new();
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        for (src, raw) in files.iter().flatten() {
+            let slug = raw.slug.get_ref();
+            let mut ok = true;
+            if let Some(first) = seen.get(slug) {
+                ok = false;
+                self.diags.error(
+                    src,
+                    raw.slug.span(),
+                    "slug",
+                    format!("duplicate tenant {slug:?}: already defined in {first}; each tenant has exactly one file"),
+                );
+            } else {
+                seen.insert(slug.clone(), src.display.clone());
+            }
+            let stem = file_stem(&src.display);
+            if slug != stem {
+                ok = false;
+                self.diags.error(
+                    src,
+                    raw.slug.span(),
+                    "slug",
+                    format!("slug {slug:?} differs from the file name: rename the file to tenants/{slug}.toml or set slug = {stem:?}"),
+                );
+            }
+            if !is_slug(slug) {
+                ok = false;
+                self.diags.error(
+                    src,
+                    raw.slug.span(),
+                    "slug",
+                    format!("invalid slug {slug:?}: use 2 to 40 characters, lowercase letters, digits and '_', starting with a letter"),
+                );
+            }
+            let region = raw.region.get_ref();
+            match regions.get(region) {
+                None => {
+                    ok = false;
+                    self.diags.error(
+                        src,
+                        raw.region.span(),
+                        "region",
+                        format!(
+                            "unknown region {region:?}: known regions are {}",
+                            list_or_none(regions.keys())
+                        ),
+                    );
+                }
+                Some(known) => {
+                    if let (Some(want), Some(have)) = (&raw.residency, &known.residency) {
+                        if want.get_ref() != have {
+                            ok = false;
+                            self.diags.error(
+                                src,
+                                want.span(),
+                                "residency",
+                                format!(
+                                    "residency {:?} differs from region {region:?}'s residency {have:?}: move the tenant to a region in {:?} or fix the residency",
+                                    want.get_ref(),
+                                    want.get_ref()
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+            let status = match &raw.status {
+                None => Some(TenantStatus::Active),
+                Some(s) => {
+                    let status = TenantStatus::parse(s.get_ref());
+                    if status.is_none() {
+                        self.diags.error(
+                            src,
+                            s.span(),
+                            "status",
+                            format!(
+                                "unknown status {:?}: use one of {}",
+                                s.get_ref(),
+                                TenantStatus::NAMES.join(", ")
+                            ),
+                        );
+                    }
+                    status
+                }
+            };
+            if status == Some(TenantStatus::Deleted) && !policy.allow_destroy {
+                let span = raw.status.as_ref().map_or(0..0, |s| s.span());
+                self.diags.warning(
+                    src,
+                    span,
+                    "status",
+                    "tenant is deleted but neo.toml has [policy] allow_destroy = false: its data will not be dropped",
+                );
+            }
+            let mut pins = BTreeMap::new();
+            for (key, version) in &raw.schema_sets {
+                let set_name = key.get_ref();
+                let field = format!("schema_sets.{set_name}");
+                let Some(sets) = sets else {
+                    continue; // The sets are broken; that is reported in neo.toml.
+                };
+                let Some(set) = sets.iter().find(|s| &s.name == set_name) else {
+                    ok = false;
+                    self.diags.error(
+                        src,
+                        key.span(),
+                        field,
+                        format!(
+                            "unknown schema set {set_name:?}: declared sets are {}",
+                            list_or_none(sets.iter().map(|s| &s.name))
+                        ),
+                    );
+                    continue;
+                };
+                if set.scope == Scope::Region {
+                    ok = false;
+                    self.diags.error(
+                        src,
+                        key.span(),
+                        field,
+                        format!("{set_name:?} is a region-scope set: only tenant-scope sets can be pinned per tenant"),
+                    );
+                    continue;
+                }
+                let v = *version.get_ref();
+                if v < 1 || v > i64::from(set.latest()) {
+                    ok = false;
+                    let what = if v < 1 {
+                        "below V1"
+                    } else {
+                        "above the highest migration"
+                    };
+                    self.diags.error(
+                        src,
+                        version.span(),
+                        field,
+                        format!("pin {v} is {what} (V{} is the highest in schemas/{set_name}/): use a version from 1 to {}", set.latest(), set.latest()),
+                    );
+                    continue;
+                }
+                let v = v as u32;
+                if v != set.target {
+                    let how = if v > set.target { "ahead of" } else { "behind" };
+                    self.diags.warning(
+                        src,
+                        version.span(),
+                        field.clone(),
+                        format!("pinned at {v}, {how} the set's target {}: remove the pin once the fleet catches up", set.target),
+                    );
+                }
+                pins.insert(set_name.clone(), v);
+            }
+            if let (true, Some(status)) = (ok, status) {
+                tenants.insert(
+                    slug.clone(),
+                    Tenant {
+                        slug: slug.clone(),
+                        region: region.clone(),
+                        status,
+                        pins,
+                    },
+                );
+            }
+        }
+        tenants
+    }
+
+    /// Checks that a name can be used as a PostgreSQL identifier without quoting.
+    fn check_identifier(
+        &mut self,
+        src: &SourceText,
+        value: &Spanned<String>,
+        field: &str,
+        what: &str,
+    ) -> bool {
+        let v = value.get_ref();
+        let ok = is_identifier(v);
+        if !ok {
+            self.diags.error(
+                src,
+                value.span(),
+                field,
+                format!("invalid {what} name {v:?}: use 1 to 63 lowercase letters, digits and '_', starting with a letter or '_'"),
+            );
+        }
+        ok
+    }
+}
+
+/// Parses a TOML file into a raw type, reporting every syntax error, every plaintext secret,
+/// every unknown field and every value of the wrong type. `None` when the file is unusable
+/// (syntax errors, or a required field missing).
+fn parse_toml<T: DeserializeOwned>(src: &SourceText, diags: &mut Diagnostics) -> Option<T> {
+    let (mut doc, errors) = DeTable::parse_recoverable(&src.text);
+    if !errors.is_empty() {
+        for e in &errors {
+            let span = e.span().unwrap_or(0..0);
+            diags.error(
+                src,
+                span.clone(),
+                key_path_at(doc.get_ref(), span.start).join("."),
+                format!("TOML syntax error: {}", first_line(e.message())),
+            );
+        }
+        return None;
+    }
+    remove_secrets(doc.get_mut(), "", src, diags);
+
+    // Serde stops at the first problem: report it, remove the key at fault, read again.
+    let mut removed: Vec<String> = Vec::new();
+    for _ in 0..256 {
+        match T::deserialize(toml::de::Deserializer::from(doc.clone())) {
+            Ok(value) => return Some(value),
+            Err(e) => {
+                let span = e.span().unwrap_or(0..0);
+                let message = first_line(e.message());
+                let path = key_path_at(doc.get_ref(), span.start);
+                if let Some(missing) = message
+                    .strip_prefix("missing field `")
+                    .and_then(|m| m.split('`').next())
+                {
+                    let table = path.join(".");
+                    let field = if table.is_empty() {
+                        missing.to_string()
+                    } else {
+                        format!("{table}.{missing}")
+                    };
+                    // A required key that was removed for its type is already reported.
+                    if !removed.contains(&field) {
+                        diags.error(
+                            src,
+                            span,
+                            field,
+                            format!("missing required field `{missing}`: add it"),
+                        );
+                    }
+                    return None;
+                }
+                let field = path.join(".");
+                let message = if message.starts_with("unknown field") {
+                    format!("{message}; fix the spelling or remove it (unknown fields are never ignored)")
+                } else {
+                    format!("wrong type: {}", message.replace("i64", "an integer"))
+                };
+                diags.error(src, span, field.clone(), message);
+                if path.is_empty() || !remove_path(doc.get_mut(), &path) {
+                    return None;
+                }
+                removed.push(field);
+            }
+        }
+    }
+    None
+}
+
+/// The key path (`["postgres", "port"]`) of the deepest key whose key or value contains the
+/// byte offset `pos`. Every table is searched: the span of a `[table]` section covers only its
+/// header, not the keys below it.
+fn key_path_at(table: &DeTable<'_>, pos: usize) -> Vec<String> {
+    for (k, v) in table.iter() {
+        let here = vec![k.get_ref().to_string()];
+        if k.span().contains(&pos) {
+            return here;
+        }
+        if let DeValue::Table(inner) = v.get_ref() {
+            let deeper = key_path_at(inner, pos);
+            if !deeper.is_empty() {
+                return [here, deeper].concat();
+            }
+        }
+        if v.span().contains(&pos) {
+            return here;
+        }
+    }
+    Vec::new()
+}
+
+/// Removes the key at `path`; `false` when there is no such key.
+fn remove_path(table: &mut DeTable<'_>, path: &[String]) -> bool {
+    match path {
+        [] => false,
+        [last] => table.remove(last.as_str()).is_some(),
+        [first, rest @ ..] => match table.get_mut(first.as_str()).map(|v| v.get_mut()) {
+            Some(DeValue::Table(inner)) => remove_path(inner, rest),
+            _ => false,
+        },
+    }
+}
+
+/// Reports and removes every key that looks like a plaintext secret, and every string value
+/// that embeds a password in a connection URL. Values are never echoed.
+fn remove_secrets(
+    table: &mut DeTable<'_>,
+    prefix: &str,
+    src: &SourceText,
+    diags: &mut Diagnostics,
+) {
+    let mut doomed = Vec::new();
+    for (k, v) in table.iter_mut() {
+        let key = k.get_ref().to_string();
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        let lower = key.to_ascii_lowercase();
+        if SECRET_MARKERS.iter().any(|m| lower.contains(m)) {
+            diags.error(
+                src,
+                k.span(),
+                path,
+                format!("`{key}` looks like a plaintext secret: credentials come from Vault only (set [credentials] vault_kv or vault_database_role in the region file); remove it from the repository and rotate it"),
+            );
+            doomed.push(key);
+            continue;
+        }
+        let span = v.span();
+        match v.get_mut() {
+            DeValue::Table(inner) => remove_secrets(inner, &path, src, diags),
+            DeValue::String(s) if url_has_password(s) => {
+                diags.error(
+                    src,
+                    span,
+                    path,
+                    "this value embeds a password in a connection URL: credentials come from Vault only; remove it from the repository and rotate it",
+                );
+                doomed.push(key);
+            }
+            _ => {}
+        }
+    }
+    for key in doomed {
+        table.remove(key.as_str());
+    }
+}
+
+/// Whether a string looks like `scheme://user:password@host`.
+fn url_has_password(s: &str) -> bool {
+    let Some((_, rest)) = s.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.split_once(':').is_some_and(|(_, p)| !p.is_empty()))
+}
+
+/// `V<version>__<description>.sql` → `(version, description)`.
+fn parse_migration_name(name: &str) -> Option<(u32, &str)> {
+    let rest = name.strip_prefix('V')?.strip_suffix(".sql")?;
+    let (version, description) = rest.split_once("__")?;
+    if version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if description.is_empty()
+        || !description
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return None;
+    }
+    Some((version.parse().ok()?, description))
+}
+
+/// A migration with nothing but white space and `--` comments.
+fn is_effectively_empty(sql: &str) -> bool {
+    sql.lines()
+        .map(str::trim)
+        .all(|l| l.is_empty() || l.starts_with("--"))
+}
+
+/// `"5s"`, `"250ms"`, `"10min"`, `"1h"`.
+pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let (n, unit) = s.split_at(digits);
+    let n: u64 = n.parse().ok().filter(|n| *n > 0)?;
+    Some(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "min" => Duration::from_secs(n.checked_mul(60)?),
+        "h" => Duration::from_secs(n.checked_mul(3600)?),
+        _ => return None,
+    })
+}
+
+fn is_slug(s: &str) -> bool {
+    let b = s.as_bytes();
+    (2..=40).contains(&b.len())
+        && b[0].is_ascii_lowercase()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+}
+
+fn is_region_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    (1..=63).contains(&b.len())
+        && b[0].is_ascii_lowercase()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+fn is_identifier(s: &str) -> bool {
+    let b = s.as_bytes();
+    (1..=63).contains(&b.len())
+        && (b[0].is_ascii_lowercase() || b[0] == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+}
+
+fn is_env_prefix(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_uppercase()
+        && b.iter()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_')
+}
+
+fn is_readme(name: &str) -> bool {
+    name.eq_ignore_ascii_case("README.md") || name.eq_ignore_ascii_case("README")
+}
+
+fn file_stem(display: &str) -> &str {
+    let name = display.rsplit('/').next().unwrap_or(display);
+    name.strip_suffix(".toml").unwrap_or(name)
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").trim().to_string()
+}
+
+fn list_or_none<'a>(names: impl Iterator<Item = &'a (impl AsRef<str> + 'a + ?Sized)>) -> String {
+    let names: Vec<&str> = names.map(AsRef::as_ref).collect();
+    if names.is_empty() {
+        "(none)".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 over every file of the tree, in path order: `path NUL length NUL bytes`.
+fn digest(files: &BTreeMap<String, Vec<u8>>) -> String {
+    let mut h = Sha256::new();
+    for (path, bytes) in files {
+        h.update(path.as_bytes());
+        h.update([0]);
+        h.update(bytes.len().to_string().as_bytes());
+        h.update([0]);
+        h.update(bytes);
+    }
+    hex(&h.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migration_names() {
+        assert_eq!(parse_migration_name("V1__init.sql"), Some((1, "init")));
+        assert_eq!(
+            parse_migration_name("V012__add-col_2.sql"),
+            Some((12, "add-col_2"))
+        );
+        for bad in [
+            "V1_init.sql",
+            "v1__init.sql",
+            "V__init.sql",
+            "V1__.sql",
+            "V1__init.SQL",
+            "V1__in it.sql",
+            "Vx__a.sql",
+        ] {
+            assert_eq!(parse_migration_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10min"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        for bad in ["", "5", "0s", "-1s", "5 s", "5sec", "s"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn urls_with_passwords() {
+        assert!(url_has_password("postgres://neo:hunter2@db:5432/x"));
+        assert!(!url_has_password("postgres://neo@db:5432/x"));
+        assert!(!url_has_password("secret/neo/regions/us-east"));
+        assert!(!url_has_password("https://vault:8200/v1/x"));
+    }
+
+    #[test]
+    fn names() {
+        assert!(
+            is_slug("acme")
+                && is_slug("a1_b")
+                && !is_slug("a")
+                && !is_slug("1a")
+                && !is_slug("Acme")
+                && !is_slug("a-b")
+        );
+        assert!(is_slug(&"a".repeat(40)) && !is_slug(&"a".repeat(41)));
+        assert!(is_identifier("neo_us") && !is_identifier("neo-us") && !is_identifier(""));
+        assert!(is_env_prefix("NEO_US_EAST") && !is_env_prefix("neo") && !is_env_prefix("1A"));
+    }
+}

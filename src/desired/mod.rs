@@ -1,0 +1,278 @@
+//! The desired state: what a desired-state repository says the databases should be.
+//!
+//! [`load`] reads a tree (`neo.toml`, `regions/`, `tenants/`, `schemas/`), checks every rule
+//! of format version 1 and returns either a validated [`Desired`] or the full list of
+//! [`Diagnostic`]s. Everything downstream (the planner, apply) works only on [`Desired`], whose
+//! invariants are: every tenant's region exists; every schema set's migrations are numbered
+//! 1..=N without gaps; targets and pins are within 1..=N; `schema_sets` is in dependency order;
+//! no credential value is held here, only where to fetch it.
+
+pub mod diagnostic;
+mod load;
+pub mod raw;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use diagnostic::{Diagnostic, Severity};
+pub use load::{load, Loaded};
+
+/// A validated desired-state tree.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    /// The directory the tree was read from.
+    pub root: PathBuf,
+    pub control_plane: ControlPlane,
+    pub policy: Policy,
+    /// The schema sets, in dependency order (a set comes after every set it depends on; ties
+    /// are broken by name so the order is stable).
+    pub schema_sets: Vec<SchemaSet>,
+    pub regions: BTreeMap<String, Region>,
+    pub tenants: BTreeMap<String, Tenant>,
+    /// The SHA-256 of every file that makes up the desired state (path and content), in hex.
+    /// Two trees with the same digest plan the same way.
+    pub digest: String,
+}
+
+impl Desired {
+    pub fn schema_set(&self, name: &str) -> Option<&SchemaSet> {
+        self.schema_sets.iter().find(|s| s.name == name)
+    }
+
+    /// The tenants of one region, by slug.
+    pub fn tenants_in<'a>(&'a self, region: &'a str) -> impl Iterator<Item = &'a Tenant> + 'a {
+        self.tenants.values().filter(move |t| t.region == region)
+    }
+}
+
+/// Where the central registry (`admin.database_connections`) lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlPlane {
+    pub region: String,
+    pub database: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Policy {
+    /// Whether a `deleted` tenant's data may be dropped.
+    pub allow_destroy: bool,
+}
+
+/// Where a schema set is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Once per region database, into a schema named after the set.
+    Region,
+    /// Into every tenant's schema `tenant_<slug>`.
+    Tenant,
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Scope::Region => "region",
+            Scope::Tenant => "tenant",
+        })
+    }
+}
+
+/// A named, versioned sequence of migrations.
+#[derive(Debug, Clone)]
+pub struct SchemaSet {
+    pub name: String,
+    pub scope: Scope,
+    /// The version every target of this set should be at (`"latest"` already resolved).
+    pub target: u32,
+    pub depends_on: Vec<String>,
+    /// Migrations by version: `migrations[i].version == i + 1`.
+    pub migrations: Vec<Migration>,
+}
+
+impl SchemaSet {
+    pub fn latest(&self) -> u32 {
+        self.migrations.len() as u32
+    }
+
+    /// The migration of a version, if the set has it.
+    pub fn migration(&self, version: u32) -> Option<&Migration> {
+        version
+            .checked_sub(1)
+            .and_then(|i| self.migrations.get(i as usize))
+    }
+}
+
+/// One versioned migration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migration {
+    pub version: u32,
+    pub description: String,
+    /// The file, relative to the tree's root (`schemas/tenant_template/V1__init.sql`).
+    pub file: String,
+    pub sql: String,
+    /// SHA-256 of the file's bytes, in lowercase hex.
+    pub checksum: String,
+    /// The file's first line is `-- neo:no-transaction`: it runs alone, outside a transaction.
+    pub no_transaction: bool,
+}
+
+/// One PostgreSQL cluster and the database neo-reconcile manages in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Region {
+    pub name: String,
+    pub residency: String,
+    pub postgres: Endpoint,
+    pub credentials: CredentialSource,
+    pub apply: ApplySettings,
+}
+
+/// How to reach a region's database. Never holds a credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub sslmode: SslMode,
+}
+
+/// libpq's `sslmode`, as PostgreSQL documents it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl SslMode {
+    pub const NAMES: [&'static str; 5] =
+        ["disable", "prefer", "require", "verify-ca", "verify-full"];
+
+    pub fn parse(s: &str) -> Option<SslMode> {
+        Some(match s {
+            "disable" => SslMode::Disable,
+            "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            _ => return None,
+        })
+    }
+}
+
+/// Where a region's database credentials come from. Only the location is held, never a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// A KV v2 secret holding `username` and `password`.
+    VaultKv(String),
+    /// A Vault database secrets engine role issuing dynamic credentials.
+    VaultDatabaseRole(String),
+    /// Development and CI only: `<PREFIX>_USER` and `<PREFIX>_PASSWORD` from the environment.
+    Env(String),
+}
+
+/// How apply behaves in a region (`[apply]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplySettings {
+    /// Tenants migrated at once.
+    pub max_parallel: u32,
+    /// Once this many tenants have failed, no new tenant is started.
+    pub max_failures: u32,
+    /// PostgreSQL `lock_timeout` for each migration.
+    pub lock_timeout: Duration,
+    /// PostgreSQL `statement_timeout` for each migration.
+    pub statement_timeout: Duration,
+    /// How long to wait for another neo-reconcile that holds the region's lock.
+    pub lock_wait: Duration,
+}
+
+impl Default for ApplySettings {
+    fn default() -> Self {
+        ApplySettings {
+            max_parallel: 4,
+            max_failures: 1,
+            lock_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(15 * 60),
+            lock_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A tenant's lifecycle status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TenantStatus {
+    Active,
+    Suspended,
+    Archived,
+    Deleted,
+}
+
+impl TenantStatus {
+    pub const NAMES: [&'static str; 4] = ["active", "suspended", "archived", "deleted"];
+
+    pub fn parse(s: &str) -> Option<TenantStatus> {
+        Some(match s {
+            "active" => TenantStatus::Active,
+            "suspended" => TenantStatus::Suspended,
+            "archived" => TenantStatus::Archived,
+            "deleted" => TenantStatus::Deleted,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
+impl fmt::Display for TenantStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    pub slug: String,
+    pub region: String,
+    pub status: TenantStatus,
+    /// Per-tenant versions of tenant-scope sets that differ from the fleet (canaries).
+    pub pins: BTreeMap<String, u32>,
+}
+
+impl Tenant {
+    /// The schema holding the tenant's data: `tenant_<slug>`.
+    pub fn schema(&self) -> String {
+        format!("tenant_{}", self.slug)
+    }
+
+    /// The NOLOGIN role owning the tenant's schema and objects.
+    pub fn owner_role(&self) -> String {
+        format!("tenant_{}_owner", self.slug)
+    }
+
+    /// The NOLOGIN role granting read/write; applications' login roles are its members.
+    pub fn rw_role(&self) -> String {
+        format!("tenant_{}_rw", self.slug)
+    }
+
+    /// The version this tenant should be at for a tenant-scope set.
+    pub fn target_of(&self, set: &SchemaSet) -> u32 {
+        self.pins.get(&set.name).copied().unwrap_or(set.target)
+    }
+
+    /// Whether the tenant is pinned ahead of the fleet for any set (a canary).
+    pub fn is_canary(&self, desired: &Desired) -> bool {
+        self.pins
+            .iter()
+            .any(|(set, &v)| desired.schema_set(set).is_some_and(|s| v > s.target))
+    }
+}
