@@ -1,7 +1,14 @@
 //! neo-reconcile: a declarative GitOps reconciler for multi-tenant, multi-region PostgreSQL.
 //!
-//! The pipeline, one module per stage (see ARCHITECTURE.md):
-//! [`desired`] reads and validates the desired-state tree. Later stages observe live
-//! PostgreSQL, plan, and apply.
+//! The pipeline, one module per stage (see ARCHITECTURE.md): [`desired`] reads and validates
+//! the desired-state tree; [`observed`] reads live PostgreSQL; [`plan`] compares the two, a
+//! pure function; [`sources`] is where credentials and the git commit come from;
+//! [`bookkeeping`] embeds neo-reconcile's own schemas; [`sql`] builds every statement apply
+//! runs, so that `plan --show-sql` shows the same.
 
+pub mod bookkeeping;
 pub mod desired;
+pub mod observed;
+pub mod plan;
+pub mod sources;
+pub mod sql;

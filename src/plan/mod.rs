@@ -1,0 +1,1062 @@
+//! The planner: `plan(&Desired, &Observed, &PlanOptions) -> Plan`, a pure function.
+//!
+//! No I/O, no async, no clock: the date used to name archived schemas comes from the observed
+//! database. The plan lists, per region and in the order apply runs them, the actions that
+//! converge the live state, and the findings that block a target (never applied). Apply
+//! re-plans before it changes anything, so what the plan shows is exactly what apply does.
+//!
+//! Order within a region: bootstrap (bookkeeping, then the registry), region-scope sets, then
+//! tenants (canaries, pinned ahead of the fleet, first; then by slug), each tenant's sets in
+//! dependency order, and last the registry update in the control-plane region.
+
+pub mod render;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::desired::{Desired, Region, SchemaSet, Scope, Tenant, TenantStatus};
+use crate::observed::{
+    ControlPlaneState, HistoryRow, Observed, RegionObservation, RegionState, RegistryRow, TenantRow,
+};
+
+/// The schema holding neo-reconcile's bookkeeping in each region database.
+pub const BOOKKEEPING_SCHEMA: &str = "neo_reconcile";
+/// The schema holding the registry in the control-plane database.
+pub const REGISTRY_SCHEMA: &str = "admin";
+
+/// What to plan, and what this build of neo-reconcile brings.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// Only these regions (all when empty).
+    pub regions: BTreeSet<String>,
+    /// Only these tenants (all when empty). Their region's bootstrap and region-scope sets are
+    /// planned too, since the tenants depend on them.
+    pub tenants: BTreeSet<String>,
+    /// The number of bookkeeping migrations this build embeds.
+    pub bookkeeping_latest: u32,
+    /// The number of registry migrations this build embeds.
+    pub registry_latest: u32,
+    /// The desired state's git commit, when it comes from a git repository.
+    pub commit: Option<String>,
+}
+
+/// A plan: the actions and findings of every region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format_version: u32,
+    pub desired: DesiredRef,
+    pub regions: Vec<RegionPlan>,
+    pub summary: Summary,
+}
+
+/// Which desired state a plan was computed from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredRef {
+    /// [`Desired::digest`].
+    pub digest: String,
+    #[serde(default)]
+    pub commit: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionPlan {
+    pub name: String,
+    pub reachable: bool,
+    /// Why the region could not be observed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub actions: Vec<Action>,
+    pub blocked: Vec<Blocked>,
+    /// Schemas named like tenants (`tenant_*`) that neo-reconcile does not manage. Reported,
+    /// never touched.
+    pub unmanaged: Vec<String>,
+}
+
+/// One change apply makes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    /// Create or upgrade neo-reconcile's own schema (`neo_reconcile` in a region database, or
+    /// `admin` in the control-plane database).
+    Bootstrap {
+        database: String,
+        schema: String,
+        create_database: bool,
+        from: u32,
+        to: u32,
+    },
+    /// Apply migrations `from + 1 ..= to` of a set to one schema.
+    Migrate {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tenant: Option<String>,
+        schema_set: String,
+        schema: String,
+        from: u32,
+        to: u32,
+        versions: Vec<MigrationStep>,
+    },
+    CreateTenant {
+        tenant: String,
+        schema: String,
+        owner_role: String,
+        rw_role: String,
+    },
+    SuspendTenant {
+        tenant: String,
+        schema: String,
+        rw_role: String,
+    },
+    ResumeTenant {
+        tenant: String,
+        schema: String,
+        rw_role: String,
+    },
+    ArchiveTenant {
+        tenant: String,
+        schema: String,
+        archived_schema: String,
+        rw_role: String,
+    },
+    DestroyTenant {
+        tenant: String,
+        schema: String,
+        owner_role: String,
+        rw_role: String,
+    },
+    /// Bring `admin.database_connections` in line, in one transaction.
+    UpdateRegistry {
+        database: String,
+        upsert: Vec<RegistryRow>,
+        delete: Vec<String>,
+        /// The rows as they are now, for the diff (not compared for staleness).
+        #[serde(default)]
+        before: Vec<RegistryRow>,
+    },
+}
+
+impl Action {
+    /// The action's kind as named in the JSON plan.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Bootstrap { .. } => "bootstrap",
+            Action::Migrate { .. } => "migrate",
+            Action::CreateTenant { .. } => "create_tenant",
+            Action::SuspendTenant { .. } => "suspend_tenant",
+            Action::ResumeTenant { .. } => "resume_tenant",
+            Action::ArchiveTenant { .. } => "archive_tenant",
+            Action::DestroyTenant { .. } => "destroy_tenant",
+            Action::UpdateRegistry { .. } => "update_registry",
+        }
+    }
+
+    /// The tenant an action concerns, if any.
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            Action::Migrate { tenant, .. } => tenant.as_deref(),
+            Action::CreateTenant { tenant, .. }
+            | Action::SuspendTenant { tenant, .. }
+            | Action::ResumeTenant { tenant, .. }
+            | Action::ArchiveTenant { tenant, .. }
+            | Action::DestroyTenant { tenant, .. } => Some(tenant),
+            Action::Bootstrap { .. } | Action::UpdateRegistry { .. } => None,
+        }
+    }
+}
+
+/// One migration of a [`Action::Migrate`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationStep {
+    pub version: u32,
+    pub description: String,
+    pub file: String,
+    pub checksum: String,
+    pub no_transaction: bool,
+}
+
+/// A finding that blocks a target: listed in the plan, never applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blocked {
+    pub reason: BlockReason,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_set: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockReason {
+    /// An applied migration's checksum differs from its file.
+    ChecksumMismatch,
+    /// The live version is above the desired target.
+    Downgrade,
+    /// History has a hole (a version recorded without the ones before it).
+    HistoryGap,
+    /// A managed schema or role is missing, dropped out of band.
+    MissingOutOfBand,
+    /// A schema or role with a managed name exists but neo-reconcile has no record of it.
+    Unmanaged,
+    /// A set this one depends on is blocked.
+    DependencyBlocked,
+    /// `status = "deleted"` while `allow_destroy = false`.
+    DestroyNotAllowed,
+    /// A status change neo-reconcile does not make (un-archiving, reusing a destroyed slug).
+    UnsupportedTransition,
+    /// A managed tenant is no longer in the desired state of this region.
+    Orphaned,
+    /// neo-reconcile's own schema is newer than this build.
+    BookkeepingTooNew,
+}
+
+/// Counts of the plan, as the closing line and the JSON `summary` show them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// The total number of actions.
+    pub changes: usize,
+    pub bootstrap: usize,
+    pub migrate: usize,
+    pub create_tenant: usize,
+    pub suspend_tenant: usize,
+    pub resume_tenant: usize,
+    pub archive_tenant: usize,
+    pub destroy_tenant: usize,
+    pub update_registry: usize,
+    pub blocked: usize,
+    pub unreachable: usize,
+}
+
+impl Plan {
+    pub fn has_changes(&self) -> bool {
+        self.summary.changes > 0
+    }
+
+    /// Whether the plan cannot be applied as a whole: something is blocked or unreachable.
+    pub fn is_blocked(&self) -> bool {
+        self.summary.blocked > 0 || self.summary.unreachable > 0
+    }
+}
+
+/// Computes the plan. Pure: the same inputs always give the same plan.
+pub fn plan(desired: &Desired, observed: &Observed, options: &PlanOptions) -> Plan {
+    let selected_region = |name: &str| options.regions.is_empty() || options.regions.contains(name);
+    let selected_tenant = |slug: &str| options.tenants.is_empty() || options.tenants.contains(slug);
+
+    let mut regions = Vec::new();
+    // The state each planned tenant will be in after apply, for the registry.
+    let mut projections: BTreeMap<String, Option<Projected>> = BTreeMap::new();
+    // Tenants whose region was planned, so their registry rows may be changed.
+    let mut planned_regions = BTreeSet::new();
+    // Tenants managed anywhere (not destroyed), to refuse creating one twice.
+    let mut live_anywhere: BTreeMap<&str, &str> = BTreeMap::new();
+    for (name, obs) in &observed.regions {
+        if let RegionObservation::Reachable(RegionState {
+            bookkeeping: Some(bk),
+            ..
+        }) = obs
+        {
+            for row in bk
+                .tenants
+                .values()
+                .filter(|r| r.status != TenantStatus::Deleted)
+            {
+                live_anywhere.insert(&row.slug, name);
+            }
+        }
+    }
+    let mut orphans = BTreeSet::new();
+    for region in desired
+        .regions
+        .values()
+        .filter(|r| selected_region(&r.name))
+    {
+        // Under a tenant selection, only the regions of the selected tenants are planned.
+        if !options.tenants.is_empty()
+            && !options.tenants.iter().any(|t| {
+                desired
+                    .tenants
+                    .get(t)
+                    .is_some_and(|t| t.region == region.name)
+                    || live_anywhere.get(t.as_str()) == Some(&region.name.as_str())
+            })
+        {
+            continue;
+        }
+        match observed.regions.get(&region.name) {
+            Some(RegionObservation::Reachable(state)) => {
+                let mut planner = RegionPlanner {
+                    desired,
+                    region,
+                    state,
+                    options,
+                    selected_tenant: &selected_tenant,
+                    out: RegionPlan {
+                        name: region.name.clone(),
+                        reachable: true,
+                        reason: None,
+                        actions: Vec::new(),
+                        blocked: Vec::new(),
+                        unmanaged: Vec::new(),
+                    },
+                    projections: &mut projections,
+                    orphans: &mut orphans,
+                    live_anywhere: &live_anywhere,
+                };
+                if planner.run() {
+                    planned_regions.insert(region.name.clone());
+                }
+                regions.push(planner.out);
+            }
+            other => regions.push(RegionPlan {
+                name: region.name.clone(),
+                reachable: false,
+                reason: Some(match other {
+                    Some(RegionObservation::Unreachable { reason }) => reason.clone(),
+                    _ => "not observed".to_string(),
+                }),
+                actions: Vec::new(),
+                blocked: Vec::new(),
+                unmanaged: Vec::new(),
+            }),
+        }
+    }
+
+    // The registry, in the control-plane region, when that region was planned.
+    let cp = &desired.control_plane;
+    if let (Some(RegionObservation::Reachable(state)), Some(out)) = (
+        observed.regions.get(&cp.region),
+        regions
+            .iter_mut()
+            .find(|r| r.name == cp.region && r.reachable),
+    ) {
+        let observed_rows = match &state.control_plane {
+            Some(ControlPlaneState::Ready { rows, .. }) => rows.clone(),
+            _ => BTreeMap::new(),
+        };
+        if out
+            .blocked
+            .iter()
+            .all(|b| b.reason != BlockReason::BookkeepingTooNew)
+        {
+            if let Some(action) = registry_update(
+                desired,
+                options,
+                &observed_rows,
+                &projections,
+                &planned_regions,
+                &orphans,
+                &selected_tenant,
+            ) {
+                out.actions.push(action);
+            }
+        }
+    }
+
+    let summary = summarize(&regions);
+    Plan {
+        format_version: 1,
+        desired: DesiredRef {
+            digest: desired.digest.clone(),
+            commit: options.commit.clone(),
+        },
+        regions,
+        summary,
+    }
+}
+
+/// What a tenant will look like after apply, as the registry shows it.
+#[derive(Debug, Clone)]
+struct Projected {
+    status: TenantStatus,
+    schema: String,
+    versions: BTreeMap<String, u32>,
+}
+
+struct RegionPlanner<'a, F: Fn(&str) -> bool> {
+    desired: &'a Desired,
+    region: &'a Region,
+    state: &'a RegionState,
+    options: &'a PlanOptions,
+    selected_tenant: &'a F,
+    out: RegionPlan,
+    projections: &'a mut BTreeMap<String, Option<Projected>>,
+    /// Managed tenants the desired state no longer places here; their registry rows stay.
+    orphans: &'a mut BTreeSet<String>,
+    /// Region of every tenant with a live bookkeeping row, in any reachable region.
+    live_anywhere: &'a BTreeMap<&'a str, &'a str>,
+}
+
+impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
+    /// Plans the region; `false` when nothing beyond the finding could be planned.
+    fn run(&mut self) -> bool {
+        let latest = self.options.bookkeeping_latest;
+        let version = self.state.bookkeeping.as_ref().map_or(0, |b| b.version);
+        if version > latest {
+            self.block(
+                BlockReason::BookkeepingTooNew,
+                None,
+                None,
+                Some(BOOKKEEPING_SCHEMA),
+                format!(
+                    "schema {BOOKKEEPING_SCHEMA} is at bookkeeping version {version} but this neo-reconcile knows only {latest}: upgrade neo-reconcile"
+                ),
+            );
+            return false;
+        }
+        if version < latest {
+            self.out.actions.push(Action::Bootstrap {
+                database: self.region.postgres.database.clone(),
+                schema: BOOKKEEPING_SCHEMA.to_string(),
+                create_database: false,
+                from: version,
+                to: latest,
+            });
+        }
+        if self.desired.control_plane.region == self.region.name {
+            self.plan_control_plane_bootstrap();
+        }
+
+        let empty_history = Vec::new();
+        let history = self
+            .state
+            .bookkeeping
+            .as_ref()
+            .map_or(&empty_history, |b| &b.history);
+        let applied = index_history(history);
+
+        // Region-scope sets.
+        let mut blocked_sets = BTreeSet::new();
+        for set in self
+            .desired
+            .schema_sets
+            .iter()
+            .filter(|s| s.scope == Scope::Region)
+        {
+            let schema = set.name.as_str();
+            let rows = applied.get(&(schema, set.name.as_str()));
+            let exists = self.state.schemas.contains(schema);
+            if rows.is_none() && exists {
+                self.block(
+                    BlockReason::Unmanaged,
+                    None,
+                    Some(&set.name),
+                    Some(schema),
+                    format!("schema {schema} exists but neo-reconcile has no history for it: record what it holds with `neo-reconcile adopt` first"),
+                );
+                blocked_sets.insert(set.name.clone());
+                continue;
+            }
+            if rows.is_some() && !exists {
+                self.block(
+                    BlockReason::MissingOutOfBand,
+                    None,
+                    Some(&set.name),
+                    Some(schema),
+                    format!("schema {schema} has migration history but no longer exists (dropped out of band): restore it from backup"),
+                );
+                blocked_sets.insert(set.name.clone());
+                continue;
+            }
+            if !self.plan_set(
+                None,
+                set,
+                schema,
+                set.target,
+                rows.map_or(&[][..], Vec::as_slice),
+                &blocked_sets,
+            ) {
+                blocked_sets.insert(set.name.clone());
+            }
+        }
+
+        // Tenants: canaries first, then by slug.
+        let empty_rows = BTreeMap::new();
+        let rows = self
+            .state
+            .bookkeeping
+            .as_ref()
+            .map_or(&empty_rows, |b| &b.tenants);
+        let mut tenants: Vec<&Tenant> = self
+            .desired
+            .tenants_in(&self.region.name)
+            .filter(|t| (self.selected_tenant)(&t.slug))
+            .collect();
+        tenants.sort_by_key(|t| (!t.is_canary(self.desired), t.slug.clone()));
+        for tenant in tenants {
+            self.plan_tenant(tenant, rows.get(&tenant.slug), &applied, &blocked_sets);
+        }
+
+        // Managed tenants this region's desired state no longer has.
+        for row in rows.values() {
+            if !(self.selected_tenant)(&row.slug) || row.status == TenantStatus::Deleted {
+                continue;
+            }
+            let elsewhere = self.desired.tenants.get(&row.slug).map(|t| &t.region);
+            if elsewhere == Some(&self.region.name) {
+                continue;
+            }
+            let message = match elsewhere {
+                Some(other) => format!(
+                    "tenant {} lives in region {} but tenants/{}.toml now says region {other:?}: neo-reconcile does not move data between regions; put the region back",
+                    row.slug, self.region.name, row.slug
+                ),
+                None => format!(
+                    "tenant {} is managed in region {} but tenants/{}.toml is gone: restore the file with status = \"archived\" or \"deleted\" instead of removing it",
+                    row.slug, self.region.name, row.slug
+                ),
+            };
+            self.block(
+                BlockReason::Orphaned,
+                Some(&row.slug),
+                None,
+                Some(&row.schema_name),
+                message,
+            );
+            self.orphans.insert(row.slug.clone());
+        }
+
+        // Schemas that look like tenants but are not managed.
+        let managed: BTreeSet<&str> = rows.values().map(|r| r.schema_name.as_str()).collect();
+        self.out.unmanaged = self
+            .state
+            .schemas
+            .iter()
+            .filter(|s| s.starts_with("tenant_") && !managed.contains(s.as_str()))
+            .cloned()
+            .collect();
+        true
+    }
+
+    fn plan_control_plane_bootstrap(&mut self) {
+        let latest = self.options.registry_latest;
+        let database = &self.desired.control_plane.database;
+        let (create_database, from) = match &self.state.control_plane {
+            None | Some(ControlPlaneState::NoDatabase) => (true, 0),
+            Some(ControlPlaneState::Ready { version, .. }) => (false, *version),
+        };
+        if from > latest {
+            self.block(
+                BlockReason::BookkeepingTooNew,
+                None,
+                None,
+                Some(REGISTRY_SCHEMA),
+                format!("the registry in database {database} is at version {from} but this neo-reconcile knows only {latest}: upgrade neo-reconcile"),
+            );
+        } else if from < latest {
+            self.out.actions.push(Action::Bootstrap {
+                database: database.clone(),
+                schema: REGISTRY_SCHEMA.to_string(),
+                create_database,
+                from,
+                to: latest,
+            });
+        }
+    }
+
+    fn plan_tenant(
+        &mut self,
+        tenant: &Tenant,
+        row: Option<&TenantRow>,
+        applied: &BTreeMap<(&str, &str), Vec<&HistoryRow>>,
+        region_blocked: &BTreeSet<String>,
+    ) {
+        let slug = tenant.slug.as_str();
+        let schema = tenant.schema();
+        let Some(row) = row else {
+            // Never created here.
+            if matches!(
+                tenant.status,
+                TenantStatus::Archived | TenantStatus::Deleted
+            ) {
+                self.projections.insert(slug.to_string(), None);
+                return;
+            }
+            let taken: Vec<String> = [schema.clone(), tenant.owner_role(), tenant.rw_role()]
+                .into_iter()
+                .filter(|n| self.state.schemas.contains(n) || self.state.roles.contains(n))
+                .collect();
+            if let Some(other) = self
+                .live_anywhere
+                .get(slug)
+                .filter(|r| **r != self.region.name)
+            {
+                self.block(
+                    BlockReason::Orphaned,
+                    Some(slug),
+                    None,
+                    None,
+                    format!("tenant {slug} still lives in region {other}: neo-reconcile does not move data between regions, so it is not created here"),
+                );
+                return;
+            }
+            if !taken.is_empty() {
+                self.block(
+                    BlockReason::Unmanaged,
+                    Some(slug),
+                    None,
+                    Some(&schema),
+                    format!("{} already exists without a bookkeeping row: adopt the schema with `neo-reconcile adopt` or drop the leftovers", taken.join(", ")),
+                );
+                return;
+            }
+            self.out.actions.push(Action::CreateTenant {
+                tenant: slug.to_string(),
+                schema: schema.clone(),
+                owner_role: tenant.owner_role(),
+                rw_role: tenant.rw_role(),
+            });
+            let versions = self.plan_tenant_sets(tenant, &schema, applied, region_blocked);
+            if tenant.status == TenantStatus::Suspended {
+                self.out.actions.push(Action::SuspendTenant {
+                    tenant: slug.to_string(),
+                    schema: schema.clone(),
+                    rw_role: tenant.rw_role(),
+                });
+            }
+            self.project(slug, tenant.status, &schema, versions);
+            return;
+        };
+
+        let live = live_versions(self.desired, &row.schema_name, applied);
+        let current = (row.status, tenant.status);
+        match current {
+            (TenantStatus::Active | TenantStatus::Suspended, _) => {
+                let missing: Vec<&str> = [&row.schema_name]
+                    .into_iter()
+                    .filter(|s| !self.state.schemas.contains(*s))
+                    .chain(
+                        [&row.owner_role, &row.rw_role]
+                            .into_iter()
+                            .filter(|r| !self.state.roles.contains(*r)),
+                    )
+                    .map(String::as_str)
+                    .collect();
+                if !missing.is_empty() {
+                    self.block(
+                        BlockReason::MissingOutOfBand,
+                        Some(slug),
+                        None,
+                        Some(&row.schema_name),
+                        format!("{} missing, dropped out of band: restore from backup; neo-reconcile will not recreate an empty tenant over lost data", missing.join(", ")),
+                    );
+                    self.project(slug, row.status, &row.schema_name, live.clone());
+                    return;
+                }
+                match tenant.status {
+                    TenantStatus::Active | TenantStatus::Suspended => {
+                        if row.status == TenantStatus::Suspended
+                            && tenant.status == TenantStatus::Active
+                        {
+                            self.out.actions.push(Action::ResumeTenant {
+                                tenant: slug.to_string(),
+                                schema: row.schema_name.clone(),
+                                rw_role: row.rw_role.clone(),
+                            });
+                        }
+                        let versions = self.plan_tenant_sets(
+                            tenant,
+                            &row.schema_name,
+                            applied,
+                            region_blocked,
+                        );
+                        if row.status == TenantStatus::Active
+                            && tenant.status == TenantStatus::Suspended
+                        {
+                            self.out.actions.push(Action::SuspendTenant {
+                                tenant: slug.to_string(),
+                                schema: row.schema_name.clone(),
+                                rw_role: row.rw_role.clone(),
+                            });
+                        }
+                        self.project(slug, tenant.status, &row.schema_name, versions);
+                    }
+                    TenantStatus::Archived => {
+                        let archived = format!("archived_{slug}_{}", self.state.today);
+                        if self.state.schemas.contains(&archived) {
+                            self.block(
+                                BlockReason::Unmanaged,
+                                Some(slug),
+                                None,
+                                Some(&archived),
+                                format!("cannot archive tenant {slug}: schema {archived} already exists; rename or drop it first"),
+                            );
+                            self.project(slug, row.status, &row.schema_name, live.clone());
+                        } else {
+                            self.out.actions.push(Action::ArchiveTenant {
+                                tenant: slug.to_string(),
+                                schema: row.schema_name.clone(),
+                                archived_schema: archived.clone(),
+                                rw_role: row.rw_role.clone(),
+                            });
+                            self.project(slug, TenantStatus::Archived, &archived, live.clone());
+                        }
+                    }
+                    TenantStatus::Deleted => self.plan_destroy(tenant, row, live.clone()),
+                }
+            }
+            (TenantStatus::Archived, TenantStatus::Archived) => {
+                self.project(slug, row.status, &row.schema_name, live.clone());
+            }
+            (TenantStatus::Archived, TenantStatus::Deleted) => {
+                if self.state.schemas.contains(&row.schema_name) {
+                    self.plan_destroy(tenant, row, live.clone());
+                } else {
+                    self.block(
+                        BlockReason::MissingOutOfBand,
+                        Some(slug),
+                        None,
+                        Some(&row.schema_name),
+                        format!(
+                            "archived schema {} missing, dropped out of band",
+                            row.schema_name
+                        ),
+                    );
+                    self.project(slug, row.status, &row.schema_name, live.clone());
+                }
+            }
+            (TenantStatus::Archived, _) => {
+                self.block(
+                    BlockReason::UnsupportedTransition,
+                    Some(slug),
+                    None,
+                    Some(&row.schema_name),
+                    format!("tenant {slug} is archived (schema {}); neo-reconcile does not un-archive: rename the schema back to {schema} by hand and record the tenant with `neo-reconcile adopt`, or keep status = \"archived\"", row.schema_name),
+                );
+                self.project(slug, row.status, &row.schema_name, live.clone());
+            }
+            (TenantStatus::Deleted, TenantStatus::Deleted) => {
+                self.projections.insert(slug.to_string(), None);
+            }
+            (TenantStatus::Deleted, _) => {
+                self.block(
+                    BlockReason::UnsupportedTransition,
+                    Some(slug),
+                    None,
+                    None,
+                    format!("tenant {slug} was destroyed; a destroyed slug is not reused: give the tenant a new slug"),
+                );
+                self.projections.insert(slug.to_string(), None);
+            }
+        }
+    }
+
+    fn plan_destroy(&mut self, tenant: &Tenant, row: &TenantRow, versions: BTreeMap<String, u32>) {
+        let slug = tenant.slug.as_str();
+        if self.desired.policy.allow_destroy {
+            self.out.actions.push(Action::DestroyTenant {
+                tenant: slug.to_string(),
+                schema: row.schema_name.clone(),
+                owner_role: row.owner_role.clone(),
+                rw_role: row.rw_role.clone(),
+            });
+            self.projections.insert(slug.to_string(), None);
+        } else {
+            self.block(
+                BlockReason::DestroyNotAllowed,
+                Some(slug),
+                None,
+                Some(&row.schema_name),
+                format!("tenant {slug} is deleted but neo.toml has [policy] allow_destroy = false: its schema {} is kept; set allow_destroy = true in a reviewed change to drop it", row.schema_name),
+            );
+            self.project(slug, row.status, &row.schema_name, versions);
+        }
+    }
+
+    /// Plans a tenant's sets in dependency order; returns the versions it will be at.
+    fn plan_tenant_sets(
+        &mut self,
+        tenant: &Tenant,
+        schema: &str,
+        applied: &BTreeMap<(&str, &str), Vec<&HistoryRow>>,
+        region_blocked: &BTreeSet<String>,
+    ) -> BTreeMap<String, u32> {
+        let mut blocked = region_blocked.clone();
+        let mut versions = BTreeMap::new();
+        for set in self
+            .desired
+            .schema_sets
+            .iter()
+            .filter(|s| s.scope == Scope::Tenant)
+        {
+            let rows = applied
+                .get(&(schema, set.name.as_str()))
+                .map_or(&[][..], Vec::as_slice);
+            let live = rows.last().map_or(0, |r| r.version);
+            let target = tenant.target_of(set);
+            if self.plan_set(Some(&tenant.slug), set, schema, target, rows, &blocked) {
+                versions.insert(set.name.clone(), target);
+            } else {
+                blocked.insert(set.name.clone());
+                if live > 0 {
+                    versions.insert(set.name.clone(), live);
+                }
+            }
+        }
+        versions.retain(|_, v| *v > 0);
+        versions
+    }
+
+    /// Checks one target of a set against its history and plans its migration. `false` when
+    /// the target is blocked.
+    fn plan_set(
+        &mut self,
+        tenant: Option<&str>,
+        set: &SchemaSet,
+        schema: &str,
+        target: u32,
+        rows: &[&HistoryRow],
+        blocked: &BTreeSet<String>,
+    ) -> bool {
+        if let Some(dep) = set.depends_on.iter().find(|d| blocked.contains(*d)) {
+            self.block(
+                BlockReason::DependencyBlocked,
+                tenant,
+                Some(&set.name),
+                Some(schema),
+                format!(
+                    "{} in {schema} depends on {dep}, which is blocked",
+                    set.name
+                ),
+            );
+            return false;
+        }
+        let mut ok = true;
+        for (i, row) in rows.iter().enumerate() {
+            let expected = i as u32 + 1;
+            if row.version != expected {
+                ok = false;
+                self.block(
+                    BlockReason::HistoryGap,
+                    tenant,
+                    Some(&set.name),
+                    Some(schema),
+                    format!("history of {} in {schema} records version {} without version {expected}: repair neo_reconcile.schema_history", set.name, row.version),
+                );
+                break;
+            }
+            match set.migration(row.version) {
+                Some(m) if m.checksum != row.checksum => {
+                    ok = false;
+                    self.block(
+                        BlockReason::ChecksumMismatch,
+                        tenant,
+                        Some(&set.name),
+                        Some(schema),
+                        format!(
+                            "checksum mismatch: {} (version {}) was applied to {schema} on {} by {} with checksum {}, but the file now has {}: a migration must never change once applied; restore the file or add a new migration",
+                            m.file, row.version, row.applied_at, row.applied_by, short(&row.checksum), short(&m.checksum)
+                        ),
+                    );
+                }
+                _ => {}
+            }
+        }
+        let live = rows.last().map_or(0, |r| r.version);
+        if live > target {
+            ok = false;
+            let unknown = if live > set.latest() {
+                format!(" (the repository has only up to V{})", set.latest())
+            } else {
+                String::new()
+            };
+            self.block(
+                BlockReason::Downgrade,
+                tenant,
+                Some(&set.name),
+                Some(schema),
+                format!("{} in {schema} is at version {live}{unknown}, above the target {target}: neo-reconcile never downgrades; raise the target or write a forward migration", set.name),
+            );
+        }
+        if !ok {
+            return false;
+        }
+        if live < target {
+            self.out.actions.push(Action::Migrate {
+                tenant: tenant.map(str::to_string),
+                schema_set: set.name.clone(),
+                schema: schema.to_string(),
+                from: live,
+                to: target,
+                versions: set.migrations[live as usize..target as usize]
+                    .iter()
+                    .map(|m| MigrationStep {
+                        version: m.version,
+                        description: m.description.clone(),
+                        file: m.file.clone(),
+                        checksum: m.checksum.clone(),
+                        no_transaction: m.no_transaction,
+                    })
+                    .collect(),
+            });
+        }
+        true
+    }
+
+    fn project(
+        &mut self,
+        slug: &str,
+        status: TenantStatus,
+        schema: &str,
+        versions: BTreeMap<String, u32>,
+    ) {
+        self.projections.insert(
+            slug.to_string(),
+            Some(Projected {
+                status,
+                schema: schema.to_string(),
+                versions,
+            }),
+        );
+    }
+
+    fn block(
+        &mut self,
+        reason: BlockReason,
+        tenant: Option<&str>,
+        schema_set: Option<&str>,
+        schema: Option<&str>,
+        message: String,
+    ) {
+        self.out.blocked.push(Blocked {
+            reason,
+            tenant: tenant.map(str::to_string),
+            schema_set: schema_set.map(str::to_string),
+            schema: schema.map(str::to_string),
+            message,
+        });
+    }
+}
+
+/// The live version of each tenant-scope set in a schema (sets never applied are left out).
+fn live_versions(
+    desired: &Desired,
+    schema: &str,
+    applied: &BTreeMap<(&str, &str), Vec<&HistoryRow>>,
+) -> BTreeMap<String, u32> {
+    desired
+        .schema_sets
+        .iter()
+        .filter(|s| s.scope == Scope::Tenant)
+        .filter_map(|s| {
+            Some((
+                s.name.clone(),
+                applied.get(&(schema, s.name.as_str()))?.last()?.version,
+            ))
+        })
+        .collect()
+}
+
+/// Successful history rows by (schema, set), sorted by version.
+fn index_history(history: &[HistoryRow]) -> BTreeMap<(&str, &str), Vec<&HistoryRow>> {
+    let mut out: BTreeMap<(&str, &str), Vec<&HistoryRow>> = BTreeMap::new();
+    for row in history.iter().filter(|r| r.success) {
+        out.entry((row.target_schema.as_str(), row.schema_set.as_str()))
+            .or_default()
+            .push(row);
+    }
+    for rows in out.values_mut() {
+        rows.sort_by_key(|r| r.version);
+    }
+    out
+}
+
+/// The registry change: rows of planned tenants that differ from the live ones.
+fn registry_update(
+    desired: &Desired,
+    options: &PlanOptions,
+    observed: &BTreeMap<String, RegistryRow>,
+    projections: &BTreeMap<String, Option<Projected>>,
+    planned_regions: &BTreeSet<String>,
+    orphans: &BTreeSet<String>,
+    selected_tenant: &dyn Fn(&str) -> bool,
+) -> Option<Action> {
+    let mut upsert = Vec::new();
+    let mut delete = Vec::new();
+    for (slug, projected) in projections {
+        let tenant = &desired.tenants[slug];
+        let region = &desired.regions[&tenant.region];
+        match projected {
+            Some(p) => {
+                let row = RegistryRow {
+                    tenant: slug.clone(),
+                    region: region.name.clone(),
+                    host: region.postgres.host.clone(),
+                    port: region.postgres.port,
+                    database: region.postgres.database.clone(),
+                    schema: p.schema.clone(),
+                    status: p.status,
+                    schema_versions: p.versions.clone(),
+                    commit: options.commit.clone(),
+                };
+                if !observed.get(slug).is_some_and(|o| o.same_content(&row)) {
+                    upsert.push(row);
+                }
+            }
+            None => {
+                if observed.contains_key(slug) {
+                    delete.push(slug.clone());
+                }
+            }
+        }
+    }
+    // Stale rows: tenants neither desired nor held by any planned region.
+    for (slug, row) in observed {
+        if !projections.contains_key(slug)
+            && !desired.tenants.contains_key(slug)
+            && !orphans.contains(slug)
+            && planned_regions.contains(&row.region)
+            && selected_tenant(slug)
+        {
+            delete.push(slug.clone());
+        }
+    }
+    delete.sort();
+    if upsert.is_empty() && delete.is_empty() {
+        return None;
+    }
+    let touched: BTreeSet<&String> = upsert.iter().map(|r| &r.tenant).chain(&delete).collect();
+    Some(Action::UpdateRegistry {
+        database: desired.control_plane.database.clone(),
+        before: observed
+            .values()
+            .filter(|r| touched.contains(&r.tenant))
+            .cloned()
+            .collect(),
+        upsert,
+        delete,
+    })
+}
+
+fn summarize(regions: &[RegionPlan]) -> Summary {
+    let mut s = Summary::default();
+    for r in regions {
+        if !r.reachable {
+            s.unreachable += 1;
+        }
+        s.blocked += r.blocked.len();
+        for a in &r.actions {
+            s.changes += 1;
+            *match a {
+                Action::Bootstrap { .. } => &mut s.bootstrap,
+                Action::Migrate { .. } => &mut s.migrate,
+                Action::CreateTenant { .. } => &mut s.create_tenant,
+                Action::SuspendTenant { .. } => &mut s.suspend_tenant,
+                Action::ResumeTenant { .. } => &mut s.resume_tenant,
+                Action::ArchiveTenant { .. } => &mut s.archive_tenant,
+                Action::DestroyTenant { .. } => &mut s.destroy_tenant,
+                Action::UpdateRegistry { .. } => &mut s.update_registry,
+            } += 1;
+        }
+    }
+    s
+}
+
+fn short(checksum: &str) -> &str {
+    &checksum[..checksum.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests;

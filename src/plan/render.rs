@@ -1,0 +1,392 @@
+//! Rendering a [`Plan`]: text for a terminal, JSON (stable, `format_version: 1`) for tools and
+//! `apply --plan`, Markdown for a pull-request comment. The registry change is shown as a
+//! unified diff.
+
+use std::fmt::Write;
+
+use similar::TextDiff;
+
+use super::{Action, Plan, RegionPlan, Summary};
+use crate::desired::{Desired, Scope};
+use crate::sql;
+
+/// Options of the text rendering.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextOptions {
+    /// Show the statements each action runs (needs the desired state, for migration files).
+    pub show_sql: bool,
+}
+
+/// The plan for a terminal: grouped by region, one line per action with `+`/`~`/`-`/`!`
+/// markers, and a closing summary line.
+pub fn text(plan: &Plan, desired: &Desired, options: TextOptions) -> String {
+    let mut out = String::new();
+    let commit = plan
+        .desired
+        .commit
+        .as_deref()
+        .map(|c| format!(", commit {}", &c[..c.len().min(12)]))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "neo-reconcile plan: desired state {}{commit}",
+        &plan.desired.digest[..plan.desired.digest.len().min(12)]
+    );
+    for region in &plan.regions {
+        out.push('\n');
+        region_text(&mut out, region, desired, options);
+    }
+    out.push('\n');
+    out.push_str(&summary_line(&plan.summary));
+    out.push('\n');
+    out
+}
+
+fn region_text(out: &mut String, region: &RegionPlan, desired: &Desired, options: TextOptions) {
+    let endpoint = desired
+        .regions
+        .get(&region.name)
+        .map(|r| {
+            format!(
+                " ({} at {}:{})",
+                r.postgres.database, r.postgres.host, r.postgres.port
+            )
+        })
+        .unwrap_or_default();
+    if !region.reachable {
+        let _ = writeln!(
+            out,
+            "Region {}{endpoint}: UNREACHABLE: {}",
+            region.name,
+            region.reason.as_deref().unwrap_or("unknown reason")
+        );
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "Region {}{endpoint}: {} change{}, {} blocked",
+        region.name,
+        region.actions.len(),
+        if region.actions.len() == 1 { "" } else { "s" },
+        region.blocked.len()
+    );
+    if region.actions.is_empty() && region.blocked.is_empty() {
+        let _ = writeln!(out, "  (no changes)");
+    }
+    for action in &region.actions {
+        let _ = writeln!(out, "  {}", action_line(action));
+        match action {
+            Action::Migrate { versions, .. } => {
+                for v in versions {
+                    let note = if v.no_transaction {
+                        " [no transaction]"
+                    } else {
+                        ""
+                    };
+                    let _ = writeln!(out, "      V{} {}{note}", v.version, v.description);
+                }
+            }
+            Action::UpdateRegistry {
+                upsert,
+                delete,
+                before,
+                ..
+            } => {
+                for line in registry_diff(before, upsert, delete).lines() {
+                    let _ = writeln!(out, "      {line}");
+                }
+            }
+            _ => {}
+        }
+        if options.show_sql {
+            for stmt in action_sql(action, desired) {
+                for line in stmt.lines() {
+                    let _ = writeln!(out, "        | {line}");
+                }
+            }
+        }
+    }
+    for b in &region.blocked {
+        let who = match (&b.tenant, &b.schema_set) {
+            (Some(t), Some(s)) => format!("tenant {t}, {s}"),
+            (Some(t), None) => format!("tenant {t}"),
+            (None, Some(s)) => s.clone(),
+            (None, None) => region.name.clone(),
+        };
+        let _ = writeln!(out, "  ! blocked {who}: {}", b.message);
+    }
+    for s in &region.unmanaged {
+        let _ = writeln!(
+            out,
+            "  ? unmanaged schema {s}: no bookkeeping row, left alone"
+        );
+    }
+}
+
+/// One line for an action, with its marker.
+pub fn action_line(action: &Action) -> String {
+    match action {
+        Action::Bootstrap { database, schema, create_database, from, to } => format!(
+            "+ bootstrap {schema} in database {database}{} (version {from} -> {to})",
+            if *create_database { " (create the database)" } else { "" }
+        ),
+        Action::Migrate { tenant, schema_set, schema, from, to, .. } => match tenant {
+            Some(t) => format!("~ migrate tenant {t}: {schema_set} {from} -> {to} in schema {schema}"),
+            None => format!("~ migrate {schema_set}: {from} -> {to} in schema {schema}"),
+        },
+        Action::CreateTenant { tenant, schema, owner_role, rw_role } => {
+            format!("+ create_tenant {tenant} (schema {schema}, roles {owner_role}, {rw_role})")
+        }
+        Action::SuspendTenant { tenant, schema, rw_role } => {
+            format!("- suspend_tenant {tenant} (revoke {rw_role}'s access to {schema})")
+        }
+        Action::ResumeTenant { tenant, schema, rw_role } => {
+            format!("~ resume_tenant {tenant} (give {rw_role} access to {schema} again)")
+        }
+        Action::ArchiveTenant { tenant, schema, archived_schema, .. } => {
+            format!("- archive_tenant {tenant} (rename {schema} to {archived_schema}, data kept)")
+        }
+        Action::DestroyTenant { tenant, schema, owner_role, rw_role } => format!(
+            "- destroy_tenant {tenant} (DROP schema {schema} and its data, roles {owner_role}, {rw_role})"
+        ),
+        Action::UpdateRegistry { database, upsert, delete, .. } => format!(
+            "~ update_registry admin.database_connections in database {database} ({} upserted, {} deleted)",
+            upsert.len(),
+            delete.len()
+        ),
+    }
+}
+
+/// The statements an action runs, as apply runs them.
+pub fn action_sql(action: &Action, desired: &Desired) -> Vec<String> {
+    match action {
+        Action::Bootstrap {
+            database,
+            schema,
+            create_database,
+            from,
+            to,
+        } => {
+            let mut v = Vec::new();
+            if *create_database {
+                v.push(format!("CREATE DATABASE {}", sql::ident(database)));
+            }
+            v.push(format!(
+                "CREATE SCHEMA IF NOT EXISTS {}",
+                sql::ident(schema)
+            ));
+            v.push(format!(
+                "-- neo-reconcile's embedded migrations {} to {to} of schema {schema}",
+                from + 1
+            ));
+            v
+        }
+        Action::Migrate {
+            tenant,
+            schema_set,
+            schema,
+            from,
+            versions,
+            ..
+        } => {
+            let region_settings = desired
+                .tenants
+                .get(tenant.as_deref().unwrap_or(""))
+                .and_then(|t| desired.regions.get(&t.region))
+                .map(|r| r.apply.clone())
+                .unwrap_or_default();
+            let owner = match tenant {
+                Some(t) => desired
+                    .tenants
+                    .get(t)
+                    .map_or_else(|| format!("tenant_{t}_owner"), |t| t.owner_role()),
+                None => sql::region_set_owner(schema_set),
+            };
+            let set = desired.schema_set(schema_set);
+            let mut v = Vec::new();
+            if tenant.is_none() && *from == 0 && set.is_some_and(|s| s.scope == Scope::Region) {
+                v.extend(sql::create_region_set_schema(schema));
+            }
+            for step in versions {
+                let body = set.and_then(|s| s.migration(step.version)).map_or_else(
+                    || format!("-- {}", step.file),
+                    |m| m.sql.trim_end().to_string(),
+                );
+                if step.no_transaction {
+                    v.push(format!("-- {} (no transaction)", step.file));
+                    v.extend(sql::no_transaction_preamble(
+                        schema,
+                        &owner,
+                        &region_settings,
+                    ));
+                    v.push(body);
+                    v.extend(sql::reset_session());
+                } else {
+                    v.push(format!("BEGIN -- {}", step.file));
+                    v.extend(sql::migration_preamble(schema, &owner, &region_settings));
+                    v.push(body);
+                    v.push("RESET ROLE".into());
+                }
+                v.push(format!(
+                    "INSERT INTO neo_reconcile.schema_history (...) VALUES ({}, {}, {}, ...)",
+                    sql::literal(schema),
+                    sql::literal(schema_set),
+                    step.version
+                ));
+                if !step.no_transaction {
+                    v.push("COMMIT".into());
+                }
+            }
+            v
+        }
+        Action::CreateTenant {
+            schema,
+            owner_role,
+            rw_role,
+            ..
+        } => sql::create_tenant(schema, owner_role, rw_role),
+        Action::SuspendTenant {
+            schema, rw_role, ..
+        } => sql::suspend_tenant(schema, rw_role),
+        Action::ResumeTenant {
+            schema, rw_role, ..
+        } => sql::resume_tenant(schema, rw_role),
+        Action::ArchiveTenant {
+            schema,
+            archived_schema,
+            rw_role,
+            ..
+        } => sql::archive_tenant(schema, archived_schema, rw_role),
+        Action::DestroyTenant {
+            schema,
+            owner_role,
+            rw_role,
+            ..
+        } => sql::destroy_tenant(schema, owner_role, rw_role),
+        Action::UpdateRegistry { upsert, delete, .. } => sql::registry_update(upsert, delete),
+    }
+}
+
+/// The registry change as a unified diff of one line per row.
+pub fn registry_diff(
+    before: &[crate::observed::RegistryRow],
+    upsert: &[crate::observed::RegistryRow],
+    delete: &[String],
+) -> String {
+    let mut old: Vec<String> = before.iter().map(|r| r.render_line()).collect();
+    old.sort();
+    let mut after: std::collections::BTreeMap<&str, String> = before
+        .iter()
+        .map(|r| (r.tenant.as_str(), r.render_line()))
+        .collect();
+    for slug in delete {
+        after.remove(slug.as_str());
+    }
+    for row in upsert {
+        after.insert(&row.tenant, row.render_line());
+    }
+    let new: Vec<String> = after.into_values().collect();
+    let (old, new) = (lines(&old), lines(&new));
+    TextDiff::from_lines(&old, &new)
+        .unified_diff()
+        .context_radius(0)
+        .header(
+            "admin.database_connections (live)",
+            "admin.database_connections (planned)",
+        )
+        .to_string()
+}
+
+fn lines(v: &[String]) -> String {
+    v.iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// The closing line: counts of what the plan does.
+pub fn summary_line(s: &Summary) -> String {
+    if s.changes == 0 && s.blocked == 0 && s.unreachable == 0 {
+        return "No changes. The live state matches the desired state.".to_string();
+    }
+    let mut line = format!(
+        "Plan: {} to bootstrap, {} to create, {} to migrate, {} to suspend, {} to resume, {} to archive, {} to destroy, {} registry update{}; {} blocked",
+        s.bootstrap,
+        s.create_tenant,
+        s.migrate,
+        s.suspend_tenant,
+        s.resume_tenant,
+        s.archive_tenant,
+        s.destroy_tenant,
+        s.update_registry,
+        if s.update_registry == 1 { "" } else { "s" },
+        s.blocked
+    );
+    if s.unreachable > 0 {
+        let _ = write!(
+            line,
+            ", {} region{} unreachable",
+            s.unreachable,
+            if s.unreachable == 1 { "" } else { "s" }
+        );
+    }
+    line.push('.');
+    line
+}
+
+/// The plan as stable JSON (`format_version: 1`).
+pub fn json(plan: &Plan) -> String {
+    serde_json::to_string_pretty(plan).expect("a plan always serializes")
+}
+
+/// The plan for a pull-request comment: a summary table and a collapsible section per region.
+pub fn markdown(plan: &Plan, desired: &Desired) -> String {
+    let s = &plan.summary;
+    let mut out = String::new();
+    let _ = writeln!(out, "### neo-reconcile plan\n");
+    let _ = writeln!(
+        out,
+        "Desired state `{}`{}\n",
+        &plan.desired.digest[..plan.desired.digest.len().min(12)],
+        plan.desired
+            .commit
+            .as_deref()
+            .map(|c| format!(", commit `{}`", &c[..c.len().min(12)]))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(out, "| region | reachable | bootstrap | create | migrate | suspend | resume | archive | destroy | registry | blocked |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in &plan.regions {
+        let count = |k: &str| r.actions.iter().filter(|a| a.kind() == k).count();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.name,
+            if r.reachable { "yes" } else { "**no**" },
+            count("bootstrap"),
+            count("create_tenant"),
+            count("migrate"),
+            count("suspend_tenant"),
+            count("resume_tenant"),
+            count("archive_tenant"),
+            count("destroy_tenant"),
+            count("update_registry"),
+            if r.blocked.is_empty() {
+                "0".to_string()
+            } else {
+                format!("**{}**", r.blocked.len())
+            },
+        );
+    }
+    let _ = writeln!(out, "\n{}\n", summary_line(s));
+    for r in &plan.regions {
+        let mut body = String::new();
+        region_text(&mut body, r, desired, TextOptions::default());
+        let _ = writeln!(
+            out,
+            "<details><summary>Region {} ({} changes, {} blocked)</summary>\n\n```diff\n{}```\n\n</details>\n",
+            r.name,
+            r.actions.len(),
+            r.blocked.len(),
+            body
+        );
+    }
+    out
+}
