@@ -6,8 +6,10 @@
 //! [`bookkeeping`] embeds neo-reconcile's own schemas; [`sql`] builds every statement apply
 //! runs, so that `plan --show-sql` shows the same.
 
+pub mod apply;
 pub mod bookkeeping;
 pub mod desired;
+pub mod engine;
 pub mod observed;
 pub mod plan;
 pub mod sources;

@@ -31,6 +31,10 @@ enum LogFormat {
 enum Command {
     /// Check a desired-state tree offline and report every problem with file:line:column.
     Validate(cli::validate::Args),
+    /// Dry run: observe live PostgreSQL and show what apply would change. Changes nothing.
+    Plan(cli::plan::Args),
+    /// Converge live PostgreSQL to the plan: logs it, confirms, applies under region locks.
+    Apply(cli::apply::Args),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +42,8 @@ fn main() -> ExitCode {
     init_logging(cli.verbose, cli.log_format);
     let result = match cli.command {
         Command::Validate(args) => cli::validate::run(args),
+        Command::Plan(args) => cli::plan::run(args),
+        Command::Apply(args) => cli::apply::run(args),
     };
     match result {
         Ok(code) => code,
@@ -58,7 +64,8 @@ fn init_logging(verbose: u8, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

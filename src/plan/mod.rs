@@ -46,8 +46,17 @@ pub struct PlanOptions {
 pub struct Plan {
     pub format_version: u32,
     pub desired: DesiredRef,
+    /// The `--region`/`--tenant` selection the plan was made with (empty: everything).
+    #[serde(default)]
+    pub selection: Selection,
     pub regions: Vec<RegionPlan>,
     pub summary: Summary,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Selection {
+    pub regions: BTreeSet<String>,
+    pub tenants: BTreeSet<String>,
 }
 
 /// Which desired state a plan was computed from.
@@ -361,6 +370,10 @@ pub fn plan(desired: &Desired, observed: &Observed, options: &PlanOptions) -> Pl
         desired: DesiredRef {
             digest: desired.digest.clone(),
             commit: options.commit.clone(),
+        },
+        selection: Selection {
+            regions: options.regions.clone(),
+            tenants: options.tenants.clone(),
         },
         regions,
         summary,

@@ -1,0 +1,590 @@
+//! Apply: converging live PostgreSQL to an approved plan, safely.
+//!
+//! Regions are applied in parallel, each under its advisory lock ([`lock`]). Under the lock,
+//! the region is observed and planned again: if nothing is left to do (another run did it)
+//! the region reports "no changes"; if the fresh plan differs from the approved one, the
+//! region is refused as stale and nothing changes. Then bookkeeping is bootstrapped, the run
+//! is recorded in `neo_reconcile.runs`, region-scope sets are migrated in order, and tenants
+//! run in parallel (at most `max_parallel`, canaries first), each on one pooled connection.
+//! Once `max_failures` tenants have failed in a region, no new tenant starts there. Last, the
+//! registry is brought in line with what actually happened, in one transaction.
+
+pub mod execute;
+pub mod lock;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+
+use futures_util::StreamExt;
+use sqlx::postgres::{PgConnection, PgPoolOptions};
+use sqlx::{Connection, Executor};
+
+use crate::bookkeeping;
+use crate::desired::{Desired, Region};
+use crate::engine;
+use crate::observed::postgres::{connect, connect_options, observe_region};
+use crate::observed::{Observed, RegionObservation};
+use crate::plan::{self, Action, Plan, PlanOptions, RegionPlan, BOOKKEEPING_SCHEMA};
+use crate::sources::credentials::{Credentials, DbCredentials};
+use crate::sql::{self, ident};
+use lock::RegionLock;
+
+/// Who runs this apply, for the audit trail and the lock holder row.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    /// The command line, without secrets (neo-reconcile takes none on its command line).
+    pub command: String,
+    pub host: String,
+    pub pid: u32,
+    /// The operating-system user.
+    pub run_by: String,
+    /// The desired state's git commit.
+    pub commit: Option<String>,
+}
+
+impl RunContext {
+    pub fn current(command: String, commit: Option<String>) -> Self {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "unknown-host".into());
+        let run_by = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .ok()
+            .or_else(user_from_passwd)
+            .unwrap_or_else(|| "unknown-user".into());
+        RunContext {
+            command,
+            host,
+            pid: std::process::id(),
+            run_by,
+            commit,
+        }
+    }
+}
+
+/// The name of this process's user from /etc/passwd (services often have no `$USER`).
+fn user_from_passwd() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        (f.nth(1)? == uid).then(|| name.to_string())
+    })
+}
+
+/// What happened in each region, and to the registry.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyReport {
+    pub regions: Vec<RegionReport>,
+    pub registry: Option<Result<usize, String>>,
+}
+
+impl ApplyReport {
+    pub fn succeeded(&self) -> bool {
+        self.regions.iter().all(|r| r.succeeded()) && !matches!(self.registry, Some(Err(_)))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RegionReport {
+    pub name: String,
+    pub outcome: RegionOutcome,
+    /// Actions that completed.
+    pub applied: usize,
+    pub failed: Vec<TenantFailure>,
+    /// Tenants not started because of `max_failures` or a failed canary, with the reason.
+    pub not_started: Vec<(String, String)>,
+    pub run_id: Option<i64>,
+}
+
+impl RegionReport {
+    fn new(name: &str, outcome: RegionOutcome) -> Self {
+        RegionReport {
+            name: name.to_string(),
+            outcome,
+            applied: 0,
+            failed: Vec::new(),
+            not_started: Vec::new(),
+            run_id: None,
+        }
+    }
+
+    pub fn succeeded(&self) -> bool {
+        matches!(self.outcome, RegionOutcome::Applied | RegionOutcome::NoChanges)
+            && self.failed.is_empty()
+            && self.not_started.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegionOutcome {
+    /// Every planned action ran (some tenants may have failed: see the report).
+    Applied,
+    /// Nothing to do, or another run already did it.
+    NoChanges,
+    /// The live state changed since the plan; nothing was changed here.
+    Stale(String),
+    /// Another neo-reconcile held the region for longer than `lock_wait`.
+    LockTimeout(String),
+    /// The region could not be reached, or a step outside any tenant failed.
+    Failed(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct TenantFailure {
+    pub tenant: String,
+    pub error: String,
+}
+
+/// A short description of an action, for logs and reports.
+pub fn describe(action: &Action) -> String {
+    plan::render::action_line(action)
+        .trim_start_matches(['+', '~', '-', ' '])
+        .to_string()
+}
+
+/// The actions of a region plan that apply runs per region (the registry is updated once, at
+/// the end, from what actually happened).
+fn region_actions(r: &RegionPlan) -> Vec<&Action> {
+    r.actions
+        .iter()
+        .filter(|a| !matches!(a, Action::UpdateRegistry { .. }))
+        .collect()
+}
+
+/// Why a freshly computed region plan differs from the approved one, if it does.
+pub fn stale_reason(approved: &RegionPlan, fresh: &RegionPlan) -> Option<String> {
+    let (a, f) = (region_actions(approved), region_actions(fresh));
+    if a == f {
+        return None;
+    }
+    for old in &a {
+        if f.contains(old) {
+            continue;
+        }
+        if let Action::Migrate { tenant, schema_set, schema, from, .. } = old {
+            let who = tenant.as_ref().map_or_else(|| format!("schema {schema}"), |t| format!("tenant {t}"));
+            let now = f.iter().find_map(|n| match n {
+                Action::Migrate { tenant: t2, schema_set: s2, from: f2, .. } if t2 == tenant && s2 == schema_set => Some(*f2),
+                _ => None,
+            });
+            return Some(match now {
+                Some(now) => format!("{who} is now at version {now} of {schema_set}, the plan expected {from}"),
+                None => format!("{who} no longer needs {schema_set} migrated from version {from}"),
+            });
+        }
+        return Some(format!("`{}` is no longer what the live state needs", describe(old)));
+    }
+    let new = f.iter().find(|n| !a.contains(n)).map(|n| describe(n)).unwrap_or_default();
+    Some(format!("`{new}` is now needed but is not in the plan"))
+}
+
+/// Checks an approved plan against the live state before anything changes: every region of
+/// the plan must plan exactly the same actions now.
+pub fn check_not_stale(approved: &Plan, fresh: &Plan) -> Result<(), Vec<String>> {
+    let mut reasons = Vec::new();
+    for a in approved.regions.iter().filter(|r| !region_actions(r).is_empty()) {
+        match fresh.regions.iter().find(|f| f.name == a.name) {
+            Some(f) if !f.reachable => reasons.push(format!("region {} is unreachable: {}", a.name, f.reason.as_deref().unwrap_or(""))),
+            Some(f) => {
+                if let Some(r) = stale_reason(a, f) {
+                    reasons.push(format!("region {}: {r}", a.name));
+                }
+            }
+            None => reasons.push(format!("region {} is not planned any more", a.name)),
+        }
+    }
+    for f in &fresh.regions {
+        let in_approved = approved.regions.iter().any(|a| a.name == f.name && !region_actions(a).is_empty());
+        if !in_approved && !region_actions(f).is_empty() {
+            reasons.push(format!("region {}: `{}` is now needed but is not in the plan", f.name, describe(region_actions(f)[0])));
+        }
+    }
+    if reasons.is_empty() {
+        Ok(())
+    } else {
+        Err(reasons)
+    }
+}
+
+/// Applies an approved plan. `plan_text` is stored with each region's run for the audit.
+pub async fn apply(
+    desired: &Desired,
+    approved: &Plan,
+    options: &PlanOptions,
+    credentials: &dyn Credentials,
+    ctx: &RunContext,
+    plan_text: &str,
+) -> ApplyReport {
+    let futures = approved
+        .regions
+        .iter()
+        .filter(|r| (r.reachable && !region_actions(r).is_empty()) || is_control_plane_with_registry(desired, r))
+        .map(|r| apply_region(desired, r, options, credentials, ctx, plan_text));
+    let mut report = ApplyReport {
+        regions: futures_util::future::join_all(futures).await,
+        registry: None,
+    };
+
+    // The registry follows what actually happened: observe again and apply its update.
+    let touched = report.regions.iter().any(|r| r.applied > 0)
+        || approved.regions.iter().flat_map(|r| &r.actions).any(|a| matches!(a, Action::UpdateRegistry { .. }));
+    if touched {
+        report.registry = Some(update_registry(desired, options, credentials).await);
+    }
+    report
+}
+
+fn is_control_plane_with_registry(desired: &Desired, r: &RegionPlan) -> bool {
+    r.name == desired.control_plane.region && r.actions.iter().any(|a| matches!(a, Action::UpdateRegistry { .. }))
+}
+
+async fn apply_region(
+    desired: &Desired,
+    approved: &RegionPlan,
+    options: &PlanOptions,
+    credentials: &dyn Credentials,
+    ctx: &RunContext,
+    plan_text: &str,
+) -> RegionReport {
+    let region = &desired.regions[&approved.name];
+    let fail = |e: String| RegionReport::new(&region.name, RegionOutcome::Failed(e));
+    let creds = match credentials.fetch(region).await {
+        Ok(c) => c,
+        Err(e) => return fail(format!("credentials: {e}")),
+    };
+    let mut lock_conn = match connect(&region.postgres, &region.postgres.database, &creds).await {
+        Ok(c) => c,
+        Err(e) => return fail(e.to_string()),
+    };
+    let lock = match RegionLock::acquire(&mut lock_conn, region.apply.lock_wait).await {
+        Ok(l) => l,
+        Err(lock::LockError::Timeout { waited_secs, holder }) => {
+            return RegionReport::new(
+                &region.name,
+                RegionOutcome::LockTimeout(format!("region {} is locked by {holder}; gave up after {waited_secs}s", region.name)),
+            )
+        }
+        Err(e) => return fail(e.to_string()),
+    };
+    tracing::info!(region = %region.name, "Took the region lock.");
+    let report = apply_locked(&mut lock_conn, &lock, desired, region, approved, options, credentials, &creds, ctx, plan_text).await;
+    lock.release(&mut lock_conn).await;
+    lock_conn.close().await.ok();
+    report
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn apply_locked(
+    lock_conn: &mut PgConnection,
+    lock: &RegionLock,
+    desired: &Desired,
+    region: &Region,
+    approved: &RegionPlan,
+    options: &PlanOptions,
+    credentials: &dyn Credentials,
+    creds: &DbCredentials,
+    ctx: &RunContext,
+    plan_text: &str,
+) -> RegionReport {
+    let name = region.name.as_str();
+    let mut report = RegionReport::new(name, RegionOutcome::Applied);
+
+    // Plan again under the lock: another run may have changed the region while we waited.
+    let state = match observe_region(desired, region, credentials).await {
+        Ok(s) => s,
+        Err(e) => return RegionReport::new(name, RegionOutcome::Failed(e.to_string())),
+    };
+    let observed = Observed {
+        regions: [(name.to_string(), RegionObservation::Reachable(state))].into_iter().collect(),
+    };
+    let region_only = PlanOptions {
+        regions: [name.to_string()].into_iter().collect(),
+        ..options.clone()
+    };
+    let fresh = plan::plan(desired, &observed, &region_only);
+    let Some(fresh) = fresh.regions.into_iter().next() else {
+        return RegionReport::new(name, RegionOutcome::NoChanges);
+    };
+    let actions = region_actions(&fresh);
+    if actions.is_empty() {
+        if !region_actions(approved).is_empty() {
+            tracing::info!(region = %name, "Nothing left to do: the live state already matches (another run applied it).");
+        }
+        return RegionReport::new(name, RegionOutcome::NoChanges);
+    }
+    if let Some(reason) = stale_reason(approved, &fresh) {
+        tracing::warn!(region = %name, reason = %reason, "Stale plan; changing nothing in this region.");
+        return RegionReport::new(name, RegionOutcome::Stale(format!("stale plan: {reason}")));
+    }
+
+    // Bootstrap neo-reconcile's own schemas first: the run and the lock holder are recorded there.
+    for action in &actions {
+        if let Action::Bootstrap { database, schema, create_database, from, to } = action {
+            if let Err(e) = bootstrap(lock_conn, region, creds, database, schema, *create_database).await {
+                return RegionReport::new(name, RegionOutcome::Failed(format!("bootstrap of {schema} in {database}: {e}")));
+            }
+            tracing::info!(region = %name, database = %database, schema = %schema, from, to, "Bootstrapped.");
+            report.applied += 1;
+        }
+    }
+    if let Err(e) = lock.record_holder(lock_conn, ctx).await {
+        tracing::warn!(region = %name, error = %e, "Could not record the lock holder.");
+    }
+    let run_id = match start_run(lock_conn, desired, ctx, plan_text).await {
+        Ok(id) => id,
+        Err(e) => return RegionReport::new(name, RegionOutcome::Failed(format!("cannot record the run: {e}"))),
+    };
+    report.run_id = Some(run_id);
+
+    let pool = match PgPoolOptions::new()
+        .max_connections(region.apply.max_parallel)
+        .min_connections(0)
+        .acquire_timeout(crate::observed::postgres::CONNECT_TIMEOUT)
+        .connect_with(connect_options(&region.postgres, &region.postgres.database, creds))
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            let msg = format!("cannot open connections: {e}");
+            finish_run(lock_conn, run_id, "failed", Some(&msg)).await;
+            return RegionReport::new(name, RegionOutcome::Failed(msg));
+        }
+    };
+
+    // Region-scope sets, in order; tenants depend on them.
+    for action in actions.iter().filter(|a| matches!(a, Action::Migrate { tenant: None, .. })) {
+        let result = match pool.acquire().await {
+            Ok(mut conn) => execute::run_action(&mut conn, desired, &region.apply, ctx, run_id, action).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(()) => report.applied += 1,
+            Err(e) => {
+                finish_run(lock_conn, run_id, "failed", Some(&e)).await;
+                pool.close().await;
+                report.outcome = RegionOutcome::Failed(e);
+                return report;
+            }
+        }
+    }
+
+    // Tenants: grouped, in plan order (canaries first).
+    let mut groups: Vec<(String, Vec<&Action>)> = Vec::new();
+    for action in &actions {
+        if let Some(t) = action.tenant() {
+            match groups.iter_mut().find(|(slug, _)| slug == t) {
+                Some((_, list)) => list.push(action),
+                None => groups.push((t.to_string(), vec![action])),
+            }
+        }
+    }
+    let (canaries, fleet): (Vec<_>, Vec<_>) = groups
+        .into_iter()
+        .partition(|(slug, _)| desired.tenants.get(slug).is_some_and(|t| t.is_canary(desired)));
+    let failures = AtomicU32::new(0);
+    let results = Mutex::new(TenantResults::default());
+    run_tenants(&canaries, &pool, desired, region, ctx, run_id, &failures, u32::MAX, &results).await;
+    let canary_failed = results.lock().expect("no panics hold this lock").failed.first().map(|f| f.tenant.clone());
+    match canary_failed {
+        Some(canary) => {
+            let mut r = results.lock().expect("no panics hold this lock");
+            for (slug, _) in &fleet {
+                r.not_started.push((slug.clone(), format!("canary {canary} failed")));
+            }
+        }
+        None => run_tenants(&fleet, &pool, desired, region, ctx, run_id, &failures, region.apply.max_failures, &results).await,
+    }
+    pool.close().await;
+
+    let r = results.into_inner().expect("no panics hold this lock");
+    report.applied += r.applied;
+    report.failed = r.failed;
+    report.not_started = r.not_started;
+    let (outcome, error) = if report.failed.is_empty() && report.not_started.is_empty() {
+        ("succeeded", None)
+    } else {
+        let failed: Vec<String> = report.failed.iter().map(|f| format!("{}: {}", f.tenant, f.error)).collect();
+        ("failed", Some(format!("{} tenant(s) failed, {} not started: {}", report.failed.len(), report.not_started.len(), failed.join("; "))))
+    };
+    finish_run(lock_conn, run_id, outcome, error.as_deref()).await;
+    report
+}
+
+#[derive(Debug, Default)]
+struct TenantResults {
+    applied: usize,
+    failed: Vec<TenantFailure>,
+    not_started: Vec<(String, String)>,
+}
+
+/// Runs tenants at most `max_parallel` at once; once `max_failures` have failed, the rest are
+/// not started (those already running finish).
+#[allow(clippy::too_many_arguments)]
+async fn run_tenants(
+    groups: &[(String, Vec<&Action>)],
+    pool: &sqlx::PgPool,
+    desired: &Desired,
+    region: &Region,
+    ctx: &RunContext,
+    run_id: i64,
+    failures: &AtomicU32,
+    max_failures: u32,
+    results: &Mutex<TenantResults>,
+) {
+    futures_util::stream::iter(groups)
+        .map(|(slug, actions)| async move {
+            if failures.load(Ordering::SeqCst) >= max_failures {
+                let reason = format!("max_failures = {max_failures} reached in region {}", region.name);
+                results.lock().expect("no panics hold this lock").not_started.push((slug.clone(), reason));
+                return;
+            }
+            let mut conn = match pool.acquire().await {
+                Ok(c) => c,
+                Err(e) => {
+                    failures.fetch_add(1, Ordering::SeqCst);
+                    let error = format!("cannot get a connection: {e}");
+                    results.lock().expect("no panics hold this lock").failed.push(TenantFailure { tenant: slug.clone(), error });
+                    return;
+                }
+            };
+            for action in actions {
+                match execute::run_action(&mut conn, desired, &region.apply, ctx, run_id, action).await {
+                    Ok(()) => results.lock().expect("no panics hold this lock").applied += 1,
+                    Err(e) => {
+                        failures.fetch_add(1, Ordering::SeqCst);
+                        tracing::error!(region = %region.name, tenant = %slug, error = %e, "Tenant failed; its remaining actions are skipped.");
+                        results.lock().expect("no panics hold this lock").failed.push(TenantFailure {
+                            tenant: slug.clone(),
+                            error: e.to_string(),
+                        });
+                        return;
+                    }
+                }
+            }
+            tracing::info!(region = %region.name, tenant = %slug, "Tenant converged.");
+        })
+        .buffer_unordered(region.apply.max_parallel as usize)
+        .collect::<Vec<()>>()
+        .await;
+}
+
+/// Creates or upgrades one of neo-reconcile's own schemas with the embedded migrations.
+async fn bootstrap(
+    lock_conn: &mut PgConnection,
+    region: &Region,
+    creds: &DbCredentials,
+    database: &str,
+    schema: &str,
+    create_database: bool,
+) -> Result<(), String> {
+    if create_database {
+        lock_conn
+            .execute(sqlx::raw_sql(&format!("CREATE DATABASE {}", ident(database))))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let mut conn = connect(&region.postgres, database, creds).await.map_err(|e| e.to_string())?;
+    let result = async {
+        conn.execute(sqlx::raw_sql(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {0}; SET search_path TO {0}",
+            ident(schema)
+        )))
+        .await
+        .map_err(|e| e.to_string())?;
+        let migrator = if schema == BOOKKEEPING_SCHEMA {
+            bookkeeping::region()
+        } else {
+            bookkeeping::control_plane()
+        };
+        migrator.run_direct(&mut conn).await.map_err(|e| e.to_string())
+    }
+    .await;
+    conn.close().await.ok();
+    result
+}
+
+async fn start_run(conn: &mut PgConnection, desired: &Desired, ctx: &RunContext, plan_text: &str) -> Result<i64, sqlx::Error> {
+    // We hold the lock, so a run still marked running was cut off (killed, or lost its host).
+    sqlx::query("UPDATE neo_reconcile.runs SET outcome = 'interrupted', finished_at = now() WHERE outcome = 'running'")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query_scalar(
+        "INSERT INTO neo_reconcile.runs (command, host, pid, run_by, desired_digest, git_commit, plan_text)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+    )
+    .bind(&ctx.command)
+    .bind(&ctx.host)
+    .bind(ctx.pid as i32)
+    .bind(&ctx.run_by)
+    .bind(&desired.digest)
+    .bind(&ctx.commit)
+    .bind(plan_text)
+    .fetch_one(conn)
+    .await
+}
+
+async fn finish_run(conn: &mut PgConnection, run_id: i64, outcome: &str, error: Option<&str>) {
+    let done = sqlx::query("UPDATE neo_reconcile.runs SET outcome = $2, error = $3, finished_at = now() WHERE id = $1")
+        .bind(run_id)
+        .bind(outcome)
+        .bind(error)
+        .execute(conn)
+        .await;
+    if let Err(e) = done {
+        tracing::warn!(run_id, error = %e, "Could not record the end of the run.");
+    }
+}
+
+/// Re-observes every planned region and writes the registry change, in one transaction in
+/// the control-plane database. Returns the number of rows written.
+async fn update_registry(desired: &Desired, options: &PlanOptions, credentials: &dyn Credentials) -> Result<usize, String> {
+    let (_, fresh) = engine::observe_and_plan(desired, options, credentials).await;
+    let Some(Action::UpdateRegistry { database, upsert, delete, .. }) = fresh
+        .regions
+        .iter()
+        .flat_map(|r| &r.actions)
+        .find(|a| matches!(a, Action::UpdateRegistry { .. }))
+    else {
+        return Ok(0);
+    };
+    let region = &desired.regions[&desired.control_plane.region];
+    let creds = credentials.fetch(region).await.map_err(|e| e.to_string())?;
+    let mut conn = connect(&region.postgres, database, &creds).await.map_err(|e| e.to_string())?;
+    let result = async {
+        let mut tx = conn.begin().await?;
+        // One registry writer at a time, released at commit.
+        tx.execute(sqlx::raw_sql(&format!("SELECT pg_advisory_xact_lock({})", lock::REGION_LOCK_KEY ^ 1)))
+            .await?;
+        let statements = sql::registry_update(upsert, delete);
+        if !statements.is_empty() {
+            tx.execute(sqlx::raw_sql(&statements.join(";\n"))).await?;
+        }
+        tx.commit().await
+    }
+    .await;
+    conn.close().await.ok();
+    result.map_err(|e| e.to_string())?;
+    tracing::info!(upserted = upsert.len(), deleted = delete.len(), "Registry brought in line.");
+    Ok(upsert.len() + delete.len())
+}
+
+/// Per-region counts of actions, for the log lines that precede an apply.
+pub fn log_plan(plan: &Plan) {
+    for r in &plan.regions {
+        for a in &r.actions {
+            tracing::info!(region = %r.name, kind = a.kind(), tenant = a.tenant().unwrap_or("-"), "Planned: {}", describe(a));
+        }
+        for b in &r.blocked {
+            tracing::warn!(region = %r.name, tenant = b.tenant.as_deref().unwrap_or("-"), "Blocked: {}", b.message);
+        }
+        if !r.reachable {
+            tracing::warn!(region = %r.name, "Unreachable: {}", r.reason.as_deref().unwrap_or(""));
+        }
+    }
+}

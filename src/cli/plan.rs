@@ -1,0 +1,82 @@
+//! `neo-reconcile plan`: the dry run. Observes, plans and prints; never changes anything.
+//! Exit codes as Terraform's: 0 success (with `--detailed-exitcode`: no changes), 2 changes
+//! pending (only with `--detailed-exitcode`), 1 error, including a plan with blocked findings
+//! or an unreachable region, which is printed in full first.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::ValueEnum;
+use neo_reconcile::engine;
+use neo_reconcile::plan::render::{self, TextOptions};
+use neo_reconcile::plan::Plan;
+use neo_reconcile::sources::credentials::Sources;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The root of the desired-state tree.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Plan only this region (repeatable).
+    #[arg(long = "region", value_name = "REGION")]
+    pub regions: Vec<String>,
+    /// Plan only this tenant (repeatable); its region's bootstrap and region sets come too.
+    #[arg(long = "tenant", value_name = "TENANT")]
+    pub tenants: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Save the plan as JSON, for `apply --plan FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Exit 0 when there are no changes, 2 when changes are pending.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Show the SQL each action runs (text format).
+    #[arg(long)]
+    pub show_sql: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Markdown,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let desired = super::load_desired_or_report(&args.dir)?;
+    let options = engine::plan_options(&desired, &args.regions, &args.tenants)?;
+    let runtime = super::runtime()?;
+    let (_, plan) = runtime.block_on(engine::observe_and_plan(&desired, &options, &Sources));
+    match args.format {
+        Format::Text => print!("{}", render::text(&plan, &desired, TextOptions { show_sql: args.show_sql })),
+        Format::Json => println!("{}", render::json(&plan)),
+        Format::Markdown => print!("{}", render::markdown(&plan, &desired)),
+    }
+    if let Some(out) = &args.out {
+        save(&plan, out)?;
+        eprintln!("Saved the plan to {}; apply it with `neo-reconcile apply --plan {}`.", out.display(), out.display());
+    }
+    Ok(exit_code(&plan, args.detailed_exitcode))
+}
+
+/// The exit code of a plan, as Terraform's users expect.
+pub fn exit_code(plan: &Plan, detailed: bool) -> ExitCode {
+    if plan.is_blocked() {
+        ExitCode::from(1)
+    } else if detailed && plan.has_changes() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Writes the plan as JSON, atomically (a temporary file renamed into place).
+fn save(plan: &Plan, out: &std::path::Path) -> anyhow::Result<()> {
+    let tmp = out.with_extension("tmp");
+    std::fs::write(&tmp, render::json(plan)).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(())
+}
