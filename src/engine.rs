@@ -32,14 +32,22 @@ pub fn load_desired(root: &Path) -> Result<Desired, EngineError> {
     let loaded = desired::load(root);
     match loaded.desired {
         Some(d) => {
-            for w in loaded.diagnostics.iter().filter(|d| d.severity == Severity::Warning) {
+            for w in loaded
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity == Severity::Warning)
+            {
                 tracing::warn!(file = %w.file, line = w.line, field = %w.field, "{}", w.message);
             }
             Ok(d)
         }
         None => Err(EngineError::Invalid {
             root: root.display().to_string(),
-            errors: loaded.diagnostics.iter().filter(|d| d.severity == Severity::Error).count(),
+            errors: loaded
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .count(),
             diagnostics: loaded.diagnostics,
         }),
     }
@@ -56,7 +64,12 @@ pub fn plan_options(
             return Err(EngineError::UnknownSelection {
                 what: "region",
                 name: r.clone(),
-                known: desired.regions.keys().cloned().collect::<Vec<_>>().join(", "),
+                known: desired
+                    .regions
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         }
     }
@@ -65,7 +78,12 @@ pub fn plan_options(
             return Err(EngineError::UnknownSelection {
                 what: "tenant",
                 name: t.clone(),
-                known: desired.tenants.keys().cloned().collect::<Vec<_>>().join(", "),
+                known: desired
+                    .tenants
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         }
     }

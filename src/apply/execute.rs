@@ -43,15 +43,28 @@ pub async fn run_action(
 ) -> Result<(), ActionError> {
     let what = super::describe(action);
     match action {
-        Action::Migrate { tenant, schema_set, schema, from, versions, .. } => {
-            let set = desired
-                .schema_set(schema_set)
-                .ok_or_else(|| ActionError::new(&what, None, format!("schema set {schema_set} is not in the desired state")))?;
+        Action::Migrate {
+            tenant,
+            schema_set,
+            schema,
+            from,
+            versions,
+            ..
+        } => {
+            let set = desired.schema_set(schema_set).ok_or_else(|| {
+                ActionError::new(
+                    &what,
+                    None,
+                    format!("schema set {schema_set} is not in the desired state"),
+                )
+            })?;
             let owner = match tenant {
                 Some(t) => format!("tenant_{t}_owner"),
                 None => {
                     if *from == 0 {
-                        in_transaction(conn, &sql::create_region_set_schema(schema), "").await.map_err(|e| ActionError::new(&what, None, e))?;
+                        in_transaction(conn, &sql::create_region_set_schema(schema), "")
+                            .await
+                            .map_err(|e| ActionError::new(&what, None, e))?;
                     }
                     sql::region_set_owner(schema_set)
                 }
@@ -60,14 +73,29 @@ pub async fn run_action(
                 let migration = set
                     .migration(step.version)
                     .filter(|m| m.checksum == step.checksum)
-                    .ok_or_else(|| ActionError::new(&what, Some(step.version), format!("{} changed since the plan was made", step.file)))?;
-                apply_migration(conn, schema, &owner, schema_set, migration, step, settings, ctx, run_id)
-                    .await
-                    .map_err(|e| ActionError::new(format!("{what}: {}", step.file), Some(step.version), e))?;
+                    .ok_or_else(|| {
+                        ActionError::new(
+                            &what,
+                            Some(step.version),
+                            format!("{} changed since the plan was made", step.file),
+                        )
+                    })?;
+                apply_migration(
+                    conn, schema, &owner, schema_set, migration, step, settings, ctx, run_id,
+                )
+                .await
+                .map_err(|e| {
+                    ActionError::new(format!("{what}: {}", step.file), Some(step.version), e)
+                })?;
             }
             Ok(())
         }
-        Action::CreateTenant { tenant, schema, owner_role, rw_role } => {
+        Action::CreateTenant {
+            tenant,
+            schema,
+            owner_role,
+            rw_role,
+        } => {
             let bookkeeping = format!(
                 "INSERT INTO neo_reconcile.tenants (slug, status, schema_name, owner_role, rw_role, git_commit) \
                  VALUES ({}, 'active', {}, {}, {}, {}) \
@@ -79,28 +107,54 @@ pub async fn run_action(
                 literal(rw_role),
                 commit_literal(ctx)
             );
-            in_transaction(conn, &sql::create_tenant(schema, owner_role, rw_role), &bookkeeping)
-                .await
-                .map_err(|e| ActionError::new(&what, None, e))
+            in_transaction(
+                conn,
+                &sql::create_tenant(schema, owner_role, rw_role),
+                &bookkeeping,
+            )
+            .await
+            .map_err(|e| ActionError::new(&what, None, e))
         }
-        Action::SuspendTenant { tenant, schema, rw_role } => {
-            in_transaction(conn, &sql::suspend_tenant(schema, rw_role), &set_status(tenant, "suspended", None, ctx))
-                .await
-                .map_err(|e| ActionError::new(&what, None, e))
-        }
-        Action::ResumeTenant { tenant, schema, rw_role } => {
-            in_transaction(conn, &sql::resume_tenant(schema, rw_role), &set_status(tenant, "active", None, ctx))
-                .await
-                .map_err(|e| ActionError::new(&what, None, e))
-        }
-        Action::ArchiveTenant { tenant, schema, archived_schema, rw_role } => in_transaction(
+        Action::SuspendTenant {
+            tenant,
+            schema,
+            rw_role,
+        } => in_transaction(
+            conn,
+            &sql::suspend_tenant(schema, rw_role),
+            &set_status(tenant, "suspended", None, ctx),
+        )
+        .await
+        .map_err(|e| ActionError::new(&what, None, e)),
+        Action::ResumeTenant {
+            tenant,
+            schema,
+            rw_role,
+        } => in_transaction(
+            conn,
+            &sql::resume_tenant(schema, rw_role),
+            &set_status(tenant, "active", None, ctx),
+        )
+        .await
+        .map_err(|e| ActionError::new(&what, None, e)),
+        Action::ArchiveTenant {
+            tenant,
+            schema,
+            archived_schema,
+            rw_role,
+        } => in_transaction(
             conn,
             &sql::archive_tenant(schema, archived_schema, rw_role),
             &set_status(tenant, "archived", Some(archived_schema), ctx),
         )
         .await
         .map_err(|e| ActionError::new(&what, None, e)),
-        Action::DestroyTenant { tenant, schema, owner_role, rw_role } => in_transaction(
+        Action::DestroyTenant {
+            tenant,
+            schema,
+            owner_role,
+            rw_role,
+        } => in_transaction(
             conn,
             &sql::destroy_tenant(schema, owner_role, rw_role),
             &set_status(tenant, "deleted", None, ctx),
@@ -118,7 +172,9 @@ fn commit_literal(ctx: &RunContext) -> String {
 }
 
 fn set_status(tenant: &str, status: &str, schema: Option<&str>, ctx: &RunContext) -> String {
-    let schema = schema.map(|s| format!(", schema_name = {}", literal(s))).unwrap_or_default();
+    let schema = schema
+        .map(|s| format!(", schema_name = {}", literal(s)))
+        .unwrap_or_default();
     format!(
         "UPDATE neo_reconcile.tenants SET status = {}{schema}, updated_at = now(), git_commit = {} WHERE slug = {}",
         literal(status),
@@ -128,7 +184,11 @@ fn set_status(tenant: &str, status: &str, schema: Option<&str>, ctx: &RunContext
 }
 
 /// Runs statements and a bookkeeping statement in one transaction.
-async fn in_transaction(conn: &mut PgConnection, statements: &[String], bookkeeping: &str) -> Result<(), sqlx::Error> {
+async fn in_transaction(
+    conn: &mut PgConnection,
+    statements: &[String],
+    bookkeeping: &str,
+) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin().await?;
     let mut batch = statements.join(";\n");
     if !bookkeeping.is_empty() {
@@ -141,7 +201,14 @@ async fn in_transaction(conn: &mut PgConnection, statements: &[String], bookkeep
 
 /// The history row of a migration, timed from the start of its transaction (`now()`) or from
 /// `started` for a migration outside a transaction.
-fn history_insert(schema: &str, set: &str, m: &Migration, ctx: &RunContext, run_id: i64, elapsed_ms: Option<u128>) -> String {
+fn history_insert(
+    schema: &str,
+    set: &str,
+    m: &Migration,
+    ctx: &RunContext,
+    run_id: i64,
+    elapsed_ms: Option<u128>,
+) -> String {
     let elapsed = match elapsed_ms {
         Some(ms) => ms.to_string(),
         None => "(extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint".into(),
@@ -177,36 +244,53 @@ async fn apply_migration(
     let started = Instant::now();
     let result: Result<(), sqlx::Error> = if step.no_transaction {
         async {
-        // One statement, alone. Session settings are reset afterwards, whatever happens.
-        let preamble = sql::no_transaction_preamble(schema, owner, settings).join(";\n");
-        conn.execute(sqlx::raw_sql(&preamble)).await?;
-        let ran = conn.execute(sqlx::raw_sql(&m.sql)).await;
-        let reset = conn.execute(sqlx::raw_sql(&sql::reset_session().join(";\n"))).await;
-        ran?;
-        reset?;
-        conn.execute(sqlx::raw_sql(&history_insert(schema, set, m, ctx, run_id, Some(started.elapsed().as_millis()))))
+            // Alone, outside a transaction: each statement runs by itself (CREATE INDEX
+            // CONCURRENTLY refuses a transaction block). Session settings are reset afterwards,
+            // whatever happens.
+            let preamble = sql::no_transaction_preamble(schema, owner, settings).join(";\n");
+            conn.execute(sqlx::raw_sql(&preamble)).await?;
+            let mut ran = Ok(());
+            for statement in sql::split_statements(&m.sql) {
+                if let Err(e) = conn.execute(sqlx::raw_sql(&statement)).await {
+                    ran = Err(e);
+                    break;
+                }
+            }
+            let reset = conn
+                .execute(sqlx::raw_sql(&sql::reset_session().join(";\n")))
+                .await;
+            ran?;
+            reset?;
+            conn.execute(sqlx::raw_sql(&history_insert(
+                schema,
+                set,
+                m,
+                ctx,
+                run_id,
+                Some(started.elapsed().as_millis()),
+            )))
             .await
             .map(|_| ())
         }
         .await
     } else {
         async {
-        let mut tx = conn.begin().await?;
-        // The migration's text is followed by a newline so that a trailing comment cannot
-        // swallow what comes after it.
-        let batch = format!(
-            "{};\n{}\n;\nRESET ROLE;\n{}",
-            sql::migration_preamble(schema, owner, settings).join(";\n"),
-            m.sql,
-            history_insert(schema, set, m, ctx, run_id, None)
-        );
-        match tx.execute(sqlx::raw_sql(&batch)).await {
-            Ok(_) => tx.commit().await,
-            Err(e) => {
-                tx.rollback().await.ok();
-                Err(e)
+            let mut tx = conn.begin().await?;
+            // The migration's text is followed by a newline so that a trailing comment cannot
+            // swallow what comes after it.
+            let batch = format!(
+                "{};\n{}\n;\nRESET ROLE;\n{}",
+                sql::migration_preamble(schema, owner, settings).join(";\n"),
+                m.sql,
+                history_insert(schema, set, m, ctx, run_id, None)
+            );
+            match tx.execute(sqlx::raw_sql(&batch)).await {
+                Ok(_) => tx.commit().await,
+                Err(e) => {
+                    tx.rollback().await.ok();
+                    Err(e)
+                }
             }
-        }
         }
         .await
     };
@@ -224,7 +308,15 @@ async fn apply_migration(
 }
 
 /// Records a failed attempt for the audit trail (best effort: the failure is reported anyway).
-async fn record_failure(conn: &mut PgConnection, schema: &str, set: &str, m: &Migration, ctx: &RunContext, run_id: i64, error: &str) {
+async fn record_failure(
+    conn: &mut PgConnection,
+    schema: &str,
+    set: &str,
+    m: &Migration,
+    ctx: &RunContext,
+    run_id: i64,
+    error: &str,
+) {
     let q = format!(
         "INSERT INTO neo_reconcile.schema_history \
          (target_schema, schema_set, version, description, checksum, applied_by, git_commit, execution_ms, success, run_id, error) \

@@ -46,7 +46,9 @@ impl RegionLock {
             if got {
                 return Ok(RegionLock { _private: () });
             }
-            let holder = describe_holder(conn).await.unwrap_or_else(|e| format!("an unknown session ({e})"));
+            let holder = describe_holder(conn)
+                .await
+                .unwrap_or_else(|e| format!("an unknown session ({e})"));
             if start.elapsed() >= wait {
                 return Err(LockError::Timeout {
                     waited_secs: start.elapsed().as_secs(),
@@ -62,7 +64,11 @@ impl RegionLock {
     }
 
     /// Records who holds the lock, for waiters to read. Needs the bookkeeping schema.
-    pub async fn record_holder(&self, conn: &mut PgConnection, ctx: &RunContext) -> Result<(), sqlx::Error> {
+    pub async fn record_holder(
+        &self,
+        conn: &mut PgConnection,
+        ctx: &RunContext,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO neo_reconcile.lock_holder (singleton, host, pid, backend_pid, started_at, command, run_by)
              VALUES (true, $1, $2, pg_backend_pid(), now(), $3, $4)
@@ -97,7 +103,9 @@ impl RegionLock {
         {
             Ok(true) => tracing::debug!("Released the region lock."),
             Ok(false) => tracing::warn!("The region lock was not held at release."),
-            Err(e) => tracing::warn!(error = %e, "Could not release the region lock; it is released when the connection closes."),
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not release the region lock; it is released when the connection closes.")
+            }
         }
     }
 }
@@ -120,9 +128,10 @@ async fn describe_holder(conn: &mut PgConnection) -> Result<String, sqlx::Error>
         return Ok("a session that just let go".to_string());
     };
     let backend_pid: i32 = row.try_get("pid")?;
-    let has_table: bool = sqlx::query_scalar("SELECT to_regclass('neo_reconcile.lock_holder') IS NOT NULL")
-        .fetch_one(&mut *conn)
-        .await?;
+    let has_table: bool =
+        sqlx::query_scalar("SELECT to_regclass('neo_reconcile.lock_holder') IS NOT NULL")
+            .fetch_one(&mut *conn)
+            .await?;
     if has_table {
         let holder = sqlx::query(
             "SELECT host, pid, command, run_by,

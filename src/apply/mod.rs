@@ -68,7 +68,12 @@ impl RunContext {
 /// The name of this process's user from /etc/passwd (services often have no `$USER`).
 fn user_from_passwd() -> Option<String> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.to_string();
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .to_string();
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|l| {
         let mut f = l.split(':');
@@ -115,8 +120,10 @@ impl RegionReport {
     }
 
     pub fn succeeded(&self) -> bool {
-        matches!(self.outcome, RegionOutcome::Applied | RegionOutcome::NoChanges)
-            && self.failed.is_empty()
+        matches!(
+            self.outcome,
+            RegionOutcome::Applied | RegionOutcome::NoChanges
+        ) && self.failed.is_empty()
             && self.not_started.is_empty()
     }
 }
@@ -167,20 +174,43 @@ pub fn stale_reason(approved: &RegionPlan, fresh: &RegionPlan) -> Option<String>
         if f.contains(old) {
             continue;
         }
-        if let Action::Migrate { tenant, schema_set, schema, from, .. } = old {
-            let who = tenant.as_ref().map_or_else(|| format!("schema {schema}"), |t| format!("tenant {t}"));
+        if let Action::Migrate {
+            tenant,
+            schema_set,
+            schema,
+            from,
+            ..
+        } = old
+        {
+            let who = tenant
+                .as_ref()
+                .map_or_else(|| format!("schema {schema}"), |t| format!("tenant {t}"));
             let now = f.iter().find_map(|n| match n {
-                Action::Migrate { tenant: t2, schema_set: s2, from: f2, .. } if t2 == tenant && s2 == schema_set => Some(*f2),
+                Action::Migrate {
+                    tenant: t2,
+                    schema_set: s2,
+                    from: f2,
+                    ..
+                } if t2 == tenant && s2 == schema_set => Some(*f2),
                 _ => None,
             });
             return Some(match now {
-                Some(now) => format!("{who} is now at version {now} of {schema_set}, the plan expected {from}"),
+                Some(now) => format!(
+                    "{who} is now at version {now} of {schema_set}, the plan expected {from}"
+                ),
                 None => format!("{who} no longer needs {schema_set} migrated from version {from}"),
             });
         }
-        return Some(format!("`{}` is no longer what the live state needs", describe(old)));
+        return Some(format!(
+            "`{}` is no longer what the live state needs",
+            describe(old)
+        ));
     }
-    let new = f.iter().find(|n| !a.contains(n)).map(|n| describe(n)).unwrap_or_default();
+    let new = f
+        .iter()
+        .find(|n| !a.contains(n))
+        .map(|n| describe(n))
+        .unwrap_or_default();
     Some(format!("`{new}` is now needed but is not in the plan"))
 }
 
@@ -188,9 +218,17 @@ pub fn stale_reason(approved: &RegionPlan, fresh: &RegionPlan) -> Option<String>
 /// the plan must plan exactly the same actions now.
 pub fn check_not_stale(approved: &Plan, fresh: &Plan) -> Result<(), Vec<String>> {
     let mut reasons = Vec::new();
-    for a in approved.regions.iter().filter(|r| !region_actions(r).is_empty()) {
+    for a in approved
+        .regions
+        .iter()
+        .filter(|r| !region_actions(r).is_empty())
+    {
         match fresh.regions.iter().find(|f| f.name == a.name) {
-            Some(f) if !f.reachable => reasons.push(format!("region {} is unreachable: {}", a.name, f.reason.as_deref().unwrap_or(""))),
+            Some(f) if !f.reachable => reasons.push(format!(
+                "region {} is unreachable: {}",
+                a.name,
+                f.reason.as_deref().unwrap_or("")
+            )),
             Some(f) => {
                 if let Some(r) = stale_reason(a, f) {
                     reasons.push(format!("region {}: {r}", a.name));
@@ -200,9 +238,16 @@ pub fn check_not_stale(approved: &Plan, fresh: &Plan) -> Result<(), Vec<String>>
         }
     }
     for f in &fresh.regions {
-        let in_approved = approved.regions.iter().any(|a| a.name == f.name && !region_actions(a).is_empty());
+        let in_approved = approved
+            .regions
+            .iter()
+            .any(|a| a.name == f.name && !region_actions(a).is_empty());
         if !in_approved && !region_actions(f).is_empty() {
-            reasons.push(format!("region {}: `{}` is now needed but is not in the plan", f.name, describe(region_actions(f)[0])));
+            reasons.push(format!(
+                "region {}: `{}` is now needed but is not in the plan",
+                f.name,
+                describe(region_actions(f)[0])
+            ));
         }
     }
     if reasons.is_empty() {
@@ -224,7 +269,10 @@ pub async fn apply(
     let futures = approved
         .regions
         .iter()
-        .filter(|r| (r.reachable && !region_actions(r).is_empty()) || is_control_plane_with_registry(desired, r))
+        .filter(|r| {
+            (r.reachable && !region_actions(r).is_empty())
+                || is_control_plane_with_registry(desired, r)
+        })
         .map(|r| apply_region(desired, r, options, credentials, ctx, plan_text));
     let mut report = ApplyReport {
         regions: futures_util::future::join_all(futures).await,
@@ -233,7 +281,11 @@ pub async fn apply(
 
     // The registry follows what actually happened: observe again and apply its update.
     let touched = report.regions.iter().any(|r| r.applied > 0)
-        || approved.regions.iter().flat_map(|r| &r.actions).any(|a| matches!(a, Action::UpdateRegistry { .. }));
+        || approved
+            .regions
+            .iter()
+            .flat_map(|r| &r.actions)
+            .any(|a| matches!(a, Action::UpdateRegistry { .. }));
     if touched {
         report.registry = Some(update_registry(desired, options, credentials).await);
     }
@@ -241,7 +293,10 @@ pub async fn apply(
 }
 
 fn is_control_plane_with_registry(desired: &Desired, r: &RegionPlan) -> bool {
-    r.name == desired.control_plane.region && r.actions.iter().any(|a| matches!(a, Action::UpdateRegistry { .. }))
+    r.name == desired.control_plane.region
+        && r.actions
+            .iter()
+            .any(|a| matches!(a, Action::UpdateRegistry { .. }))
 }
 
 async fn apply_region(
@@ -264,16 +319,34 @@ async fn apply_region(
     };
     let lock = match RegionLock::acquire(&mut lock_conn, region.apply.lock_wait).await {
         Ok(l) => l,
-        Err(lock::LockError::Timeout { waited_secs, holder }) => {
+        Err(lock::LockError::Timeout {
+            waited_secs,
+            holder,
+        }) => {
             return RegionReport::new(
                 &region.name,
-                RegionOutcome::LockTimeout(format!("region {} is locked by {holder}; gave up after {waited_secs}s", region.name)),
+                RegionOutcome::LockTimeout(format!(
+                    "region {} is locked by {holder}; gave up after {waited_secs}s",
+                    region.name
+                )),
             )
         }
         Err(e) => return fail(e.to_string()),
     };
     tracing::info!(region = %region.name, "Took the region lock.");
-    let report = apply_locked(&mut lock_conn, &lock, desired, region, approved, options, credentials, &creds, ctx, plan_text).await;
+    let report = apply_locked(
+        &mut lock_conn,
+        &lock,
+        desired,
+        region,
+        approved,
+        options,
+        credentials,
+        &creds,
+        ctx,
+        plan_text,
+    )
+    .await;
     lock.release(&mut lock_conn).await;
     lock_conn.close().await.ok();
     report
@@ -301,7 +374,9 @@ async fn apply_locked(
         Err(e) => return RegionReport::new(name, RegionOutcome::Failed(e.to_string())),
     };
     let observed = Observed {
-        regions: [(name.to_string(), RegionObservation::Reachable(state))].into_iter().collect(),
+        regions: [(name.to_string(), RegionObservation::Reachable(state))]
+            .into_iter()
+            .collect(),
     };
     let region_only = PlanOptions {
         regions: [name.to_string()].into_iter().collect(),
@@ -325,9 +400,21 @@ async fn apply_locked(
 
     // Bootstrap neo-reconcile's own schemas first: the run and the lock holder are recorded there.
     for action in &actions {
-        if let Action::Bootstrap { database, schema, create_database, from, to } = action {
-            if let Err(e) = bootstrap(lock_conn, region, creds, database, schema, *create_database).await {
-                return RegionReport::new(name, RegionOutcome::Failed(format!("bootstrap of {schema} in {database}: {e}")));
+        if let Action::Bootstrap {
+            database,
+            schema,
+            create_database,
+            from,
+            to,
+        } = action
+        {
+            if let Err(e) =
+                bootstrap(lock_conn, region, creds, database, schema, *create_database).await
+            {
+                return RegionReport::new(
+                    name,
+                    RegionOutcome::Failed(format!("bootstrap of {schema} in {database}: {e}")),
+                );
             }
             tracing::info!(region = %name, database = %database, schema = %schema, from, to, "Bootstrapped.");
             report.applied += 1;
@@ -338,7 +425,12 @@ async fn apply_locked(
     }
     let run_id = match start_run(lock_conn, desired, ctx, plan_text).await {
         Ok(id) => id,
-        Err(e) => return RegionReport::new(name, RegionOutcome::Failed(format!("cannot record the run: {e}"))),
+        Err(e) => {
+            return RegionReport::new(
+                name,
+                RegionOutcome::Failed(format!("cannot record the run: {e}")),
+            )
+        }
     };
     report.run_id = Some(run_id);
 
@@ -346,7 +438,23 @@ async fn apply_locked(
         .max_connections(region.apply.max_parallel)
         .min_connections(0)
         .acquire_timeout(crate::observed::postgres::CONNECT_TIMEOUT)
-        .connect_with(connect_options(&region.postgres, &region.postgres.database, creds))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                // If neo-reconcile dies mid-migration, the server aborts the running statement
+                // within seconds instead of finishing it for nobody (PostgreSQL 14 and later).
+                conn.execute(
+                    "SELECT set_config('client_connection_check_interval', '2s', false)
+                     WHERE current_setting('server_version_num')::int >= 140000",
+                )
+                .await
+                .map(|_| ())
+            })
+        })
+        .connect_with(connect_options(
+            &region.postgres,
+            &region.postgres.database,
+            creds,
+        ))
         .await
     {
         Ok(p) => p,
@@ -358,9 +466,16 @@ async fn apply_locked(
     };
 
     // Region-scope sets, in order; tenants depend on them.
-    for action in actions.iter().filter(|a| matches!(a, Action::Migrate { tenant: None, .. })) {
+    for action in actions
+        .iter()
+        .filter(|a| matches!(a, Action::Migrate { tenant: None, .. }))
+    {
         let result = match pool.acquire().await {
-            Ok(mut conn) => execute::run_action(&mut conn, desired, &region.apply, ctx, run_id, action).await.map_err(|e| e.to_string()),
+            Ok(mut conn) => {
+                execute::run_action(&mut conn, desired, &region.apply, ctx, run_id, action)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
             Err(e) => Err(e.to_string()),
         };
         match result {
@@ -384,21 +499,54 @@ async fn apply_locked(
             }
         }
     }
-    let (canaries, fleet): (Vec<_>, Vec<_>) = groups
-        .into_iter()
-        .partition(|(slug, _)| desired.tenants.get(slug).is_some_and(|t| t.is_canary(desired)));
+    let (canaries, fleet): (Vec<_>, Vec<_>) = groups.into_iter().partition(|(slug, _)| {
+        desired
+            .tenants
+            .get(slug)
+            .is_some_and(|t| t.is_canary(desired))
+    });
     let failures = AtomicU32::new(0);
     let results = Mutex::new(TenantResults::default());
-    run_tenants(&canaries, &pool, desired, region, ctx, run_id, &failures, u32::MAX, &results).await;
-    let canary_failed = results.lock().expect("no panics hold this lock").failed.first().map(|f| f.tenant.clone());
+    run_tenants(
+        &canaries,
+        &pool,
+        desired,
+        region,
+        ctx,
+        run_id,
+        &failures,
+        u32::MAX,
+        &results,
+    )
+    .await;
+    let canary_failed = results
+        .lock()
+        .expect("no panics hold this lock")
+        .failed
+        .first()
+        .map(|f| f.tenant.clone());
     match canary_failed {
         Some(canary) => {
             let mut r = results.lock().expect("no panics hold this lock");
             for (slug, _) in &fleet {
-                r.not_started.push((slug.clone(), format!("canary {canary} failed")));
+                r.not_started
+                    .push((slug.clone(), format!("canary {canary} failed")));
             }
         }
-        None => run_tenants(&fleet, &pool, desired, region, ctx, run_id, &failures, region.apply.max_failures, &results).await,
+        None => {
+            run_tenants(
+                &fleet,
+                &pool,
+                desired,
+                region,
+                ctx,
+                run_id,
+                &failures,
+                region.apply.max_failures,
+                &results,
+            )
+            .await
+        }
     }
     pool.close().await;
 
@@ -409,8 +557,20 @@ async fn apply_locked(
     let (outcome, error) = if report.failed.is_empty() && report.not_started.is_empty() {
         ("succeeded", None)
     } else {
-        let failed: Vec<String> = report.failed.iter().map(|f| format!("{}: {}", f.tenant, f.error)).collect();
-        ("failed", Some(format!("{} tenant(s) failed, {} not started: {}", report.failed.len(), report.not_started.len(), failed.join("; "))))
+        let failed: Vec<String> = report
+            .failed
+            .iter()
+            .map(|f| format!("{}: {}", f.tenant, f.error))
+            .collect();
+        (
+            "failed",
+            Some(format!(
+                "{} tenant(s) failed, {} not started: {}",
+                report.failed.len(),
+                report.not_started.len(),
+                failed.join("; ")
+            )),
+        )
     };
     finish_run(lock_conn, run_id, outcome, error.as_deref()).await;
     report
@@ -485,11 +645,16 @@ async fn bootstrap(
 ) -> Result<(), String> {
     if create_database {
         lock_conn
-            .execute(sqlx::raw_sql(&format!("CREATE DATABASE {}", ident(database))))
+            .execute(sqlx::raw_sql(&format!(
+                "CREATE DATABASE {}",
+                ident(database)
+            )))
             .await
             .map_err(|e| e.to_string())?;
     }
-    let mut conn = connect(&region.postgres, database, creds).await.map_err(|e| e.to_string())?;
+    let mut conn = connect(&region.postgres, database, creds)
+        .await
+        .map_err(|e| e.to_string())?;
     let result = async {
         conn.execute(sqlx::raw_sql(&format!(
             "CREATE SCHEMA IF NOT EXISTS {0}; SET search_path TO {0}",
@@ -502,14 +667,22 @@ async fn bootstrap(
         } else {
             bookkeeping::control_plane()
         };
-        migrator.run_direct(&mut conn).await.map_err(|e| e.to_string())
+        migrator
+            .run_direct(&mut conn)
+            .await
+            .map_err(|e| e.to_string())
     }
     .await;
     conn.close().await.ok();
     result
 }
 
-async fn start_run(conn: &mut PgConnection, desired: &Desired, ctx: &RunContext, plan_text: &str) -> Result<i64, sqlx::Error> {
+async fn start_run(
+    conn: &mut PgConnection,
+    desired: &Desired,
+    ctx: &RunContext,
+    plan_text: &str,
+) -> Result<i64, sqlx::Error> {
     // We hold the lock, so a run still marked running was cut off (killed, or lost its host).
     sqlx::query("UPDATE neo_reconcile.runs SET outcome = 'interrupted', finished_at = now() WHERE outcome = 'running'")
         .execute(&mut *conn)
@@ -530,38 +703,52 @@ async fn start_run(conn: &mut PgConnection, desired: &Desired, ctx: &RunContext,
 }
 
 async fn finish_run(conn: &mut PgConnection, run_id: i64, outcome: &str, error: Option<&str>) {
-    let done = sqlx::query("UPDATE neo_reconcile.runs SET outcome = $2, error = $3, finished_at = now() WHERE id = $1")
-        .bind(run_id)
-        .bind(outcome)
-        .bind(error)
-        .execute(conn)
-        .await;
+    let done = sqlx::query(
+        "UPDATE neo_reconcile.runs SET outcome = $2, error = $3, finished_at = now() WHERE id = $1",
+    )
+    .bind(run_id)
+    .bind(outcome)
+    .bind(error)
+    .execute(conn)
+    .await;
     if let Err(e) = done {
         tracing::warn!(run_id, error = %e, "Could not record the end of the run.");
     }
 }
 
-/// Re-observes every planned region and writes the registry change, in one transaction in
-/// the control-plane database. Returns the number of rows written.
-async fn update_registry(desired: &Desired, options: &PlanOptions, credentials: &dyn Credentials) -> Result<usize, String> {
-    let (_, fresh) = engine::observe_and_plan(desired, options, credentials).await;
-    let Some(Action::UpdateRegistry { database, upsert, delete, .. }) = fresh
-        .regions
-        .iter()
-        .flat_map(|r| &r.actions)
-        .find(|a| matches!(a, Action::UpdateRegistry { .. }))
+/// Re-observes every planned region and writes the registry as observed (what really
+/// happened, not what was planned), in one transaction in the control-plane database.
+/// Returns the number of rows written.
+async fn update_registry(
+    desired: &Desired,
+    options: &PlanOptions,
+    credentials: &dyn Credentials,
+) -> Result<usize, String> {
+    let regions = engine::regions_to_observe(desired, options);
+    let observed = crate::observed::postgres::observe(desired, &regions, credentials).await;
+    let Some(Action::UpdateRegistry {
+        database,
+        upsert,
+        delete,
+        ..
+    }) = plan::observed_registry(desired, &observed, options)
     else {
         return Ok(0);
     };
     let region = &desired.regions[&desired.control_plane.region];
     let creds = credentials.fetch(region).await.map_err(|e| e.to_string())?;
-    let mut conn = connect(&region.postgres, database, &creds).await.map_err(|e| e.to_string())?;
+    let mut conn = connect(&region.postgres, &database, &creds)
+        .await
+        .map_err(|e| e.to_string())?;
     let result = async {
         let mut tx = conn.begin().await?;
         // One registry writer at a time, released at commit.
-        tx.execute(sqlx::raw_sql(&format!("SELECT pg_advisory_xact_lock({})", lock::REGION_LOCK_KEY ^ 1)))
-            .await?;
-        let statements = sql::registry_update(upsert, delete);
+        tx.execute(sqlx::raw_sql(&format!(
+            "SELECT pg_advisory_xact_lock({})",
+            lock::REGION_LOCK_KEY ^ 1
+        )))
+        .await?;
+        let statements = sql::registry_update(&upsert, &delete);
         if !statements.is_empty() {
             tx.execute(sqlx::raw_sql(&statements.join(";\n"))).await?;
         }
@@ -570,7 +757,11 @@ async fn update_registry(desired: &Desired, options: &PlanOptions, credentials: 
     .await;
     conn.close().await.ok();
     result.map_err(|e| e.to_string())?;
-    tracing::info!(upserted = upsert.len(), deleted = delete.len(), "Registry brought in line.");
+    tracing::info!(
+        upserted = upsert.len(),
+        deleted = delete.len(),
+        "Registry brought in line."
+    );
     Ok(upsert.len() + delete.len())
 }
 

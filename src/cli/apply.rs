@@ -41,17 +41,30 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             if !args.regions.is_empty() || !args.tenants.is_empty() {
                 bail!("--plan applies the selection saved in the plan; do not combine it with --region or --tenant");
             }
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let plan: Plan = serde_json::from_str(&text).with_context(|| format!("{} is not a plan saved by `neo-reconcile plan --out`", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let plan: Plan = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{} is not a plan saved by `neo-reconcile plan --out`",
+                    path.display()
+                )
+            })?;
             if plan.format_version != 1 {
-                bail!("{}: unsupported plan format_version {}", path.display(), plan.format_version);
+                bail!(
+                    "{}: unsupported plan format_version {}",
+                    path.display(),
+                    plan.format_version
+                );
             }
             Some(plan)
         }
         None => None,
     };
     let (regions, tenants): (Vec<String>, Vec<String>) = match &saved {
-        Some(p) => (p.selection.regions.iter().cloned().collect(), p.selection.tenants.iter().cloned().collect()),
+        Some(p) => (
+            p.selection.regions.iter().cloned().collect(),
+            p.selection.tenants.iter().cloned().collect(),
+        ),
         None => (args.regions.clone(), args.tenants.clone()),
     };
     let options = engine::plan_options(&desired, &regions, &tenants)?;
@@ -85,24 +98,39 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     tracing::info!(plan = %text, "Plan to apply.");
     if !approved.has_changes() {
         println!("No changes.");
-        return Ok(if approved.is_blocked() { ExitCode::from(1) } else { ExitCode::SUCCESS });
+        return Ok(if approved.is_blocked() {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        });
     }
 
-    if !args.auto_approve && !confirm(approved.summary.changes)? {
+    // A saved plan was reviewed when it was saved (as with Terraform's saved plans).
+    if !args.auto_approve && args.plan.is_none() && !confirm(approved.summary.changes)? {
         println!("Apply cancelled; nothing was changed.");
         return Ok(ExitCode::from(1));
     }
 
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let ctx = RunContext::current(command, options.commit.clone());
-    let report = runtime.block_on(apply::apply(&desired, &approved, &options, &Sources, &ctx, &text));
+    let report = runtime.block_on(apply::apply(
+        &desired, &approved, &options, &Sources, &ctx, &text,
+    ));
 
     println!();
     for r in &report.regions {
-        let run = r.run_id.map(|id| format!(" (run {id})")).unwrap_or_default();
+        let run = r
+            .run_id
+            .map(|id| format!(" (run {id})"))
+            .unwrap_or_default();
         match &r.outcome {
-            RegionOutcome::Applied => println!("Region {}: {} action(s) applied{run}", r.name, r.applied),
-            RegionOutcome::NoChanges => println!("Region {}: no changes (the live state already matches)", r.name),
+            RegionOutcome::Applied => {
+                println!("Region {}: {} action(s) applied{run}", r.name, r.applied)
+            }
+            RegionOutcome::NoChanges => println!(
+                "Region {}: no changes (the live state already matches)",
+                r.name
+            ),
             RegionOutcome::Stale(m) => println!("Region {}: REFUSED, {m}; nothing changed", r.name),
             RegionOutcome::LockTimeout(m) => println!("Region {}: NOT APPLIED, {m}", r.name),
             RegionOutcome::Failed(m) => println!("Region {}: FAILED{run}: {m}", r.name),
@@ -120,8 +148,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => {}
     }
     let ok = report.succeeded() && !approved.is_blocked();
-    println!("{}", if ok { "Apply complete." } else { "Apply finished with errors." });
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    println!(
+        "{}",
+        if ok {
+            "Apply complete."
+        } else {
+            "Apply finished with errors."
+        }
+    );
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn confirm(changes: usize) -> anyhow::Result<bool> {

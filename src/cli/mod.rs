@@ -27,5 +27,7 @@ pub fn load_desired_or_report(dir: &Path) -> anyhow::Result<Desired> {
 
 /// The async runtime of the subcommands that talk to databases.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }

@@ -51,13 +51,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let runtime = super::runtime()?;
     let (_, plan) = runtime.block_on(engine::observe_and_plan(&desired, &options, &Sources));
     match args.format {
-        Format::Text => print!("{}", render::text(&plan, &desired, TextOptions { show_sql: args.show_sql })),
+        Format::Text => print!(
+            "{}",
+            render::text(
+                &plan,
+                &desired,
+                TextOptions {
+                    show_sql: args.show_sql
+                }
+            )
+        ),
         Format::Json => println!("{}", render::json(&plan)),
         Format::Markdown => print!("{}", render::markdown(&plan, &desired)),
     }
     if let Some(out) = &args.out {
         save(&plan, out)?;
-        eprintln!("Saved the plan to {}; apply it with `neo-reconcile apply --plan {}`.", out.display(), out.display());
+        eprintln!(
+            "Saved the plan to {}; apply it with `neo-reconcile apply --plan {}`.",
+            out.display(),
+            out.display()
+        );
     }
     Ok(exit_code(&plan, args.detailed_exitcode))
 }
@@ -76,7 +89,8 @@ pub fn exit_code(plan: &Plan, detailed: bool) -> ExitCode {
 /// Writes the plan as JSON, atomically (a temporary file renamed into place).
 fn save(plan: &Plan, out: &std::path::Path) -> anyhow::Result<()> {
     let tmp = out.with_extension("tmp");
-    std::fs::write(&tmp, render::json(plan)).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::write(&tmp, render::json(plan))
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
     Ok(())
 }

@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::desired::{Desired, Region, SchemaSet, Scope, Tenant, TenantStatus};
 use crate::observed::{
-    ControlPlaneState, HistoryRow, Observed, RegionObservation, RegionState, RegistryRow, TenantRow,
+    Bookkeeping, ControlPlaneState, HistoryRow, Observed, RegionObservation, RegionState,
+    RegistryRow, TenantRow,
 };
 
 /// The schema holding neo-reconcile's bookkeeping in each region database.
@@ -633,7 +634,8 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
             return;
         };
 
-        let live = live_versions(self.desired, &row.schema_name, applied);
+        // History is keyed by the schema a migration ran in, tenant_<slug>, also after archiving.
+        let live = live_versions(self.desired, &tenant.schema(), applied);
         let current = (row.status, tenant.status);
         match current {
             (TenantStatus::Active | TenantStatus::Suspended, _) => {
@@ -974,6 +976,69 @@ fn index_history(history: &[HistoryRow]) -> BTreeMap<(&str, &str), Vec<&HistoryR
         rows.sort_by_key(|r| r.version);
     }
     out
+}
+
+/// The registry change that records the live state as observed, assuming no pending action:
+/// what apply writes at the end of a run, whatever succeeded or failed.
+pub fn observed_registry(
+    desired: &Desired,
+    observed: &Observed,
+    options: &PlanOptions,
+) -> Option<Action> {
+    let selected_tenant = |slug: &str| options.tenants.is_empty() || options.tenants.contains(slug);
+    let mut projections = BTreeMap::new();
+    let mut planned_regions = BTreeSet::new();
+    let mut orphans = BTreeSet::new();
+    for (name, obs) in &observed.regions {
+        let RegionObservation::Reachable(state) = obs else {
+            continue;
+        };
+        if !desired.regions.contains_key(name)
+            || !(options.regions.is_empty() || options.regions.contains(name))
+        {
+            continue;
+        }
+        planned_regions.insert(name.clone());
+        let empty = Bookkeeping::default();
+        let bk = state.bookkeeping.as_ref().unwrap_or(&empty);
+        let applied = index_history(&bk.history);
+        for tenant in desired
+            .tenants_in(name)
+            .filter(|t| selected_tenant(&t.slug))
+        {
+            let projected = bk
+                .tenants
+                .get(&tenant.slug)
+                .filter(|r| r.status != TenantStatus::Deleted)
+                .map(|row| Projected {
+                    status: row.status,
+                    schema: row.schema_name.clone(),
+                    versions: live_versions(desired, &tenant.schema(), &applied),
+                });
+            projections.insert(tenant.slug.clone(), projected);
+        }
+        for row in bk.tenants.values() {
+            if desired.tenants.get(&row.slug).map(|t| &t.region) != Some(name) {
+                orphans.insert(row.slug.clone());
+            }
+        }
+    }
+    let rows = match observed.regions.get(&desired.control_plane.region) {
+        Some(RegionObservation::Reachable(RegionState {
+            control_plane: Some(ControlPlaneState::Ready { rows, .. }),
+            ..
+        })) => rows.clone(),
+        _ => BTreeMap::new(),
+    };
+    registry_update(
+        desired,
+        options,
+        &rows,
+        &projections,
+        &planned_regions,
+        &orphans,
+        &selected_tenant,
+    )
 }
 
 /// The registry change: rows of planned tenants that differ from the live ones.

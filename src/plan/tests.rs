@@ -161,11 +161,12 @@ fn with_tenant(s: &mut RegionState, d: &Desired, slug: &str, status: TenantStatu
     };
     s.roles.insert(format!("tenant_{slug}_owner"));
     s.roles.insert(format!("tenant_{slug}_rw"));
+    // History stays keyed by tenant_<slug>, the schema the migrations ran in.
     if app > 0 {
-        applied(s, d, "app", &schema, app);
-    } else {
-        s.schemas.insert(schema.clone());
+        applied(s, d, "app", &format!("tenant_{slug}"), app);
+        s.schemas.remove(&format!("tenant_{slug}"));
     }
+    s.schemas.insert(schema.clone());
     s.bookkeeping.as_mut().unwrap().tenants.insert(
         slug.to_string(),
         TenantRow {
@@ -195,7 +196,9 @@ fn registry_in_line(observed: &mut Observed, d: &Desired) {
             let versions = bk
                 .history
                 .iter()
-                .filter(|h| h.target_schema == t.schema_name && h.schema_set == "app")
+                .filter(|h| {
+                    h.target_schema == format!("tenant_{}", t.slug) && h.schema_set == "app"
+                })
                 .map(|h| ("app".to_string(), h.version))
                 .max_by_key(|(_, v)| *v)
                 .into_iter()

@@ -1,0 +1,8 @@
+//! neo-reconcile's integration tests: one binary, one module per area, real PostgreSQL
+//! clusters started by `support::pg` and the built `neo-reconcile` binary.
+
+mod apply;
+mod harness;
+mod plan;
+mod support;
+mod world;
