@@ -1,0 +1,4 @@
+//! Test support: throwaway PostgreSQL clusters.
+#![allow(dead_code)]
+
+pub mod pg;
