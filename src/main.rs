@@ -35,6 +35,8 @@ enum Command {
     Plan(cli::plan::Args),
     /// Converge live PostgreSQL to the plan: logs it, confirms, applies under region locks.
     Apply(cli::apply::Args),
+    /// Record existing tenant schemas (Flyway or hand-migrated) as managed, without running SQL.
+    Adopt(cli::adopt::Args),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => cli::validate::run(args),
         Command::Plan(args) => cli::plan::run(args),
         Command::Apply(args) => cli::apply::run(args),
+        Command::Adopt(args) => cli::adopt::run(args),
     };
     match result {
         Ok(code) => code,

@@ -9,6 +9,7 @@
 //! Once `max_failures` tenants have failed in a region, no new tenant starts there. Last, the
 //! registry is brought in line with what actually happened, in one transaction.
 
+pub mod adopt;
 pub mod execute;
 pub mod lock;
 

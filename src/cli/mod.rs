@@ -1,6 +1,7 @@
 //! Subcommands: each parses its arguments, calls the library, renders, and returns an exit
 //! code. No business logic lives here.
 
+pub mod adopt;
 pub mod apply;
 pub mod plan;
 pub mod validate;

@@ -1,6 +1,7 @@
 //! neo-reconcile's integration tests: one binary, one module per area, real PostgreSQL
 //! clusters started by `support::pg` and the built `neo-reconcile` binary.
 
+mod adopt;
 mod apply;
 mod harness;
 mod plan;
