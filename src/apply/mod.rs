@@ -780,3 +780,58 @@ pub fn log_plan(plan: &Plan) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::MigrationStep;
+
+    fn migrate(tenant: &str, from: u32) -> Action {
+        Action::Migrate {
+            tenant: Some(tenant.into()),
+            schema_set: "app".into(),
+            schema: format!("tenant_{tenant}"),
+            from,
+            to: 5,
+            versions: vec![MigrationStep {
+                version: 5,
+                description: "x".into(),
+                file: "schemas/app/V5__x.sql".into(),
+                checksum: "c".into(),
+                no_transaction: false,
+            }],
+        }
+    }
+
+    fn region(actions: Vec<Action>) -> RegionPlan {
+        RegionPlan {
+            name: "us".into(),
+            reachable: true,
+            reason: None,
+            actions,
+            blocked: vec![],
+            unmanaged: vec![],
+        }
+    }
+
+    #[test]
+    fn stale_reasons_name_the_tenant_and_versions() {
+        let approved = region(vec![migrate("acme", 3)]);
+        assert_eq!(
+            stale_reason(&approved, &region(vec![migrate("acme", 3)])),
+            None
+        );
+        assert_eq!(
+            stale_reason(&approved, &region(vec![migrate("acme", 4)])).unwrap(),
+            "tenant acme is now at version 4 of app, the plan expected 3"
+        );
+        assert_eq!(
+            stale_reason(&approved, &region(vec![])).unwrap(),
+            "tenant acme no longer needs app migrated from version 3"
+        );
+        assert_eq!(
+            stale_reason(&region(vec![]), &region(vec![migrate("beta", 1)])).unwrap(),
+            "`migrate tenant beta: app 1 -> 5 in schema tenant_beta` is now needed but is not in the plan"
+        );
+    }
+}

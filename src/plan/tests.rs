@@ -967,3 +967,45 @@ fn tenant_selection_plans_only_that_tenant_and_its_region_sets() {
     "#]],
     );
 }
+
+#[test]
+fn registry_after_apply_records_what_happened_not_what_was_planned() {
+    let mut d = desired(&[("acme", "us", Deleted), ("beta", "us", Active)]);
+    d.policy.allow_destroy = true;
+    let mut o = us_only(&d, &[("acme", Active, 3), ("beta", Active, 2)]);
+    // The plan would delete acme's row and move beta to 3...
+    let planned = plan(&d, &o, &only_us());
+    assert!(planned.regions[0].actions.iter().any(
+        |a| matches!(a, Action::UpdateRegistry { delete, .. } if delete == &["acme".to_string()])
+    ));
+    // ...but if nothing succeeded, the registry as observed needs no change at all.
+    assert_eq!(observed_registry(&d, &o, &only_us()), None);
+    // Only beta's migration succeeded: only beta's row changes.
+    let mut v3 = us_state(&mut o)
+        .bookkeeping
+        .as_ref()
+        .unwrap()
+        .history
+        .iter()
+        .find(|h| h.target_schema == "tenant_beta")
+        .unwrap()
+        .clone();
+    v3.version = 3;
+    us_state(&mut o)
+        .bookkeeping
+        .as_mut()
+        .unwrap()
+        .history
+        .push(v3);
+    match observed_registry(&d, &o, &only_us()) {
+        Some(Action::UpdateRegistry { upsert, delete, .. }) => {
+            assert!(delete.is_empty());
+            assert_eq!(upsert.len(), 1);
+            assert_eq!(
+                (upsert[0].tenant.as_str(), upsert[0].schema_versions["app"]),
+                ("beta", 3)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
