@@ -174,7 +174,10 @@ impl PgCluster {
         template();
         let results: Vec<thread::Result<PgCluster>> = thread::scope(|scope| {
             let handles: Vec<_> = (0..n).map(|_| scope.spawn(PgCluster::start)).collect();
-            handles.into_iter().map(|handle| handle.join()).collect()
+            handles
+                .into_iter()
+                .map(thread::ScopedJoinHandle::join)
+                .collect()
         });
         let mut clusters = Vec::with_capacity(n);
         let mut failure = None;
@@ -238,9 +241,9 @@ impl PgCluster {
         &self.data
     }
 
-    /// The server's log file.
-    pub fn log_path(&self) -> &Path {
-        &self.log
+    /// The server's log file (an owned path, so that it outlives a borrow of the cluster).
+    pub fn log_path(&self) -> PathBuf {
+        self.log.clone()
     }
 
     /// Creates the database `name`, owned by the superuser.
