@@ -90,74 +90,16 @@ pub async fn run_action(
             }
             Ok(())
         }
-        Action::CreateTenant {
-            tenant,
-            schema,
-            owner_role,
-            rw_role,
-        } => {
-            let bookkeeping = format!(
-                "INSERT INTO neo_reconcile.tenants (slug, status, schema_name, owner_role, rw_role, git_commit) \
-                 VALUES ({}, 'active', {}, {}, {}, {}) \
-                 ON CONFLICT (slug) DO UPDATE SET status = 'active', schema_name = EXCLUDED.schema_name, \
-                 owner_role = EXCLUDED.owner_role, rw_role = EXCLUDED.rw_role, updated_at = now(), git_commit = EXCLUDED.git_commit",
-                literal(tenant),
-                literal(schema),
-                literal(owner_role),
-                literal(rw_role),
-                commit_literal(ctx)
-            );
-            in_transaction(
-                conn,
-                &sql::create_tenant(schema, owner_role, rw_role),
-                &bookkeeping,
-            )
-            .await
-            .map_err(|e| ActionError::new(&what, None, e))
-        }
-        Action::SuspendTenant {
-            tenant,
-            schema,
-            rw_role,
-        } => in_transaction(
+        // Lifecycle actions: the statements `plan --show-sql` shows, and the bookkeeping row,
+        // in one transaction.
+        Action::CreateTenant { .. }
+        | Action::SuspendTenant { .. }
+        | Action::ResumeTenant { .. }
+        | Action::ArchiveTenant { .. }
+        | Action::DestroyTenant { .. } => in_transaction(
             conn,
-            &sql::suspend_tenant(schema, rw_role),
-            &set_status(tenant, "suspended", None, ctx),
-        )
-        .await
-        .map_err(|e| ActionError::new(&what, None, e)),
-        Action::ResumeTenant {
-            tenant,
-            schema,
-            rw_role,
-        } => in_transaction(
-            conn,
-            &sql::resume_tenant(schema, rw_role),
-            &set_status(tenant, "active", None, ctx),
-        )
-        .await
-        .map_err(|e| ActionError::new(&what, None, e)),
-        Action::ArchiveTenant {
-            tenant,
-            schema,
-            archived_schema,
-            rw_role,
-        } => in_transaction(
-            conn,
-            &sql::archive_tenant(schema, archived_schema, rw_role),
-            &set_status(tenant, "archived", Some(archived_schema), ctx),
-        )
-        .await
-        .map_err(|e| ActionError::new(&what, None, e)),
-        Action::DestroyTenant {
-            tenant,
-            schema,
-            owner_role,
-            rw_role,
-        } => in_transaction(
-            conn,
-            &sql::destroy_tenant(schema, owner_role, rw_role),
-            &set_status(tenant, "deleted", None, ctx),
+            &crate::plan::render::action_sql(action, desired),
+            &lifecycle_bookkeeping(action, ctx),
         )
         .await
         .map_err(|e| ActionError::new(&what, None, e)),
@@ -169,6 +111,28 @@ pub async fn run_action(
 
 fn commit_literal(ctx: &RunContext) -> String {
     ctx.commit.as_deref().map_or("NULL".into(), literal)
+}
+
+/// The `neo_reconcile.tenants` change that goes with a lifecycle action.
+fn lifecycle_bookkeeping(action: &Action, ctx: &RunContext) -> String {
+    match action {
+        Action::CreateTenant { tenant, schema, owner_role, rw_role } => format!(
+            "INSERT INTO neo_reconcile.tenants (slug, status, schema_name, owner_role, rw_role, git_commit) \
+             VALUES ({}, 'active', {}, {}, {}, {}) \
+             ON CONFLICT (slug) DO UPDATE SET status = 'active', schema_name = EXCLUDED.schema_name, \
+             owner_role = EXCLUDED.owner_role, rw_role = EXCLUDED.rw_role, updated_at = now(), git_commit = EXCLUDED.git_commit",
+            literal(tenant),
+            literal(schema),
+            literal(owner_role),
+            literal(rw_role),
+            commit_literal(ctx)
+        ),
+        Action::SuspendTenant { tenant, .. } => set_status(tenant, "suspended", None, ctx),
+        Action::ResumeTenant { tenant, .. } => set_status(tenant, "active", None, ctx),
+        Action::ArchiveTenant { tenant, archived_schema, .. } => set_status(tenant, "archived", Some(archived_schema), ctx),
+        Action::DestroyTenant { tenant, .. } => set_status(tenant, "deleted", None, ctx),
+        _ => String::new(),
+    }
 }
 
 fn set_status(tenant: &str, status: &str, schema: Option<&str>, ctx: &RunContext) -> String {

@@ -506,52 +506,33 @@ async fn apply_locked(
             .get(slug)
             .is_some_and(|t| t.is_canary(desired))
     });
-    let failures = AtomicU32::new(0);
-    let results = Mutex::new(TenantResults::default());
-    run_tenants(
-        &canaries,
-        &pool,
+    let runner = TenantRunner {
+        pool: &pool,
         desired,
         region,
         ctx,
         run_id,
-        &failures,
-        u32::MAX,
-        &results,
-    )
-    .await;
-    let canary_failed = results
-        .lock()
-        .expect("no panics hold this lock")
-        .failed
-        .first()
-        .map(|f| f.tenant.clone());
+        failures: AtomicU32::new(0),
+        results: Mutex::new(TenantResults::default()),
+    };
+    runner.run(&canaries, u32::MAX).await;
+    let canary_failed = runner.lock().failed.first().map(|f| f.tenant.clone());
     match canary_failed {
         Some(canary) => {
-            let mut r = results.lock().expect("no panics hold this lock");
+            let mut r = runner.lock();
             for (slug, _) in &fleet {
                 r.not_started
                     .push((slug.clone(), format!("canary {canary} failed")));
             }
         }
-        None => {
-            run_tenants(
-                &fleet,
-                &pool,
-                desired,
-                region,
-                ctx,
-                run_id,
-                &failures,
-                region.apply.max_failures,
-                &results,
-            )
-            .await
-        }
+        None => runner.run(&fleet, region.apply.max_failures).await,
     }
     pool.close().await;
 
-    let r = results.into_inner().expect("no panics hold this lock");
+    let r = runner
+        .results
+        .into_inner()
+        .expect("no panics hold this lock");
     report.applied += r.applied;
     report.failed = r.failed;
     report.not_started = r.not_started;
@@ -584,55 +565,59 @@ struct TenantResults {
     not_started: Vec<(String, String)>,
 }
 
-/// Runs tenants at most `max_parallel` at once; once `max_failures` have failed, the rest are
-/// not started (those already running finish).
-#[allow(clippy::too_many_arguments)]
-async fn run_tenants(
-    groups: &[(String, Vec<&Action>)],
-    pool: &sqlx::PgPool,
-    desired: &Desired,
-    region: &Region,
-    ctx: &RunContext,
+/// Runs a region's tenants on its pool, counting failures across calls.
+struct TenantRunner<'a> {
+    pool: &'a sqlx::PgPool,
+    desired: &'a Desired,
+    region: &'a Region,
+    ctx: &'a RunContext,
     run_id: i64,
-    failures: &AtomicU32,
-    max_failures: u32,
-    results: &Mutex<TenantResults>,
-) {
-    futures_util::stream::iter(groups)
-        .map(|(slug, actions)| async move {
-            if failures.load(Ordering::SeqCst) >= max_failures {
-                let reason = format!("max_failures = {max_failures} reached in region {}", region.name);
-                results.lock().expect("no panics hold this lock").not_started.push((slug.clone(), reason));
-                return;
-            }
-            let mut conn = match pool.acquire().await {
-                Ok(c) => c,
-                Err(e) => {
-                    failures.fetch_add(1, Ordering::SeqCst);
-                    let error = format!("cannot get a connection: {e}");
-                    results.lock().expect("no panics hold this lock").failed.push(TenantFailure { tenant: slug.clone(), error });
+    failures: AtomicU32,
+    results: Mutex<TenantResults>,
+}
+
+impl TenantRunner<'_> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TenantResults> {
+        self.results.lock().expect("no panics hold this lock")
+    }
+
+    /// Runs tenants at most `max_parallel` at once; once `max_failures` have failed, the rest
+    /// are not started (those already running finish).
+    async fn run(&self, groups: &[(String, Vec<&Action>)], max_failures: u32) {
+        let region = &self.region.name;
+        futures_util::stream::iter(groups)
+            .map(|(slug, actions)| async move {
+                if self.failures.load(Ordering::SeqCst) >= max_failures {
+                    let reason = format!("max_failures = {max_failures} reached in region {region}");
+                    self.lock().not_started.push((slug.clone(), reason));
                     return;
                 }
-            };
-            for action in actions {
-                match execute::run_action(&mut conn, desired, &region.apply, ctx, run_id, action).await {
-                    Ok(()) => results.lock().expect("no panics hold this lock").applied += 1,
+                let mut conn = match self.pool.acquire().await {
+                    Ok(c) => c,
                     Err(e) => {
-                        failures.fetch_add(1, Ordering::SeqCst);
-                        tracing::error!(region = %region.name, tenant = %slug, error = %e, "Tenant failed; its remaining actions are skipped.");
-                        results.lock().expect("no panics hold this lock").failed.push(TenantFailure {
-                            tenant: slug.clone(),
-                            error: e.to_string(),
-                        });
+                        self.failures.fetch_add(1, Ordering::SeqCst);
+                        let error = format!("cannot get a connection: {e}");
+                        self.lock().failed.push(TenantFailure { tenant: slug.clone(), error });
                         return;
                     }
+                };
+                for action in actions {
+                    match execute::run_action(&mut conn, self.desired, &self.region.apply, self.ctx, self.run_id, action).await {
+                        Ok(()) => self.lock().applied += 1,
+                        Err(e) => {
+                            self.failures.fetch_add(1, Ordering::SeqCst);
+                            tracing::error!(region = %region, tenant = %slug, error = %e, "Tenant failed; its remaining actions are skipped.");
+                            self.lock().failed.push(TenantFailure { tenant: slug.clone(), error: e.to_string() });
+                            return;
+                        }
+                    }
                 }
-            }
-            tracing::info!(region = %region.name, tenant = %slug, "Tenant converged.");
-        })
-        .buffer_unordered(region.apply.max_parallel as usize)
-        .collect::<Vec<()>>()
-        .await;
+                tracing::info!(region = %region, tenant = %slug, "Tenant converged.");
+            })
+            .buffer_unordered(self.region.apply.max_parallel as usize)
+            .collect::<Vec<()>>()
+            .await;
+    }
 }
 
 /// Creates or upgrades one of neo-reconcile's own schemas with the embedded migrations.
