@@ -6,4 +6,5 @@ mod apply;
 mod harness;
 mod plan;
 mod support;
+mod validate;
 mod world;
