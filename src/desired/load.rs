@@ -12,7 +12,7 @@
 //!
 //! Then the rules that span files are checked (regions, tenants, schema sets, migrations).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -67,6 +67,14 @@ struct Cx {
     files: BTreeMap<String, Vec<u8>>,
 }
 
+/// The schema sets as far as tenant pins are concerned: the declared names, and the sets that
+/// passed their checks (a pin on a declared but broken set is not checked further).
+#[derive(Default)]
+struct KnownSets {
+    declared: BTreeSet<String>,
+    valid: BTreeMap<String, SchemaSet>,
+}
+
 /// What the tenant checks need to know about a region, including one whose file has errors
 /// (its name is still known, so tenants in it do not get a second, misleading error).
 struct KnownRegion {
@@ -101,8 +109,16 @@ impl Cx {
             }
         };
 
-        let region_files = self.read_toml_dir::<RawRegion>("regions");
-        let tenant_files = self.read_toml_dir::<RawTenant>("tenants");
+        // Files whose name matches their content come first, so that of two files claiming
+        // one name, the one named after it is the original and the other the duplicate.
+        let mut region_files = self.read_toml_dir::<RawRegion>("regions");
+        region_files.sort_by_key(
+            |f| !matches!(f, Ok((src, raw)) if file_stem(&src.display) == raw.name.get_ref()),
+        );
+        let mut tenant_files = self.read_toml_dir::<RawTenant>("tenants");
+        tenant_files.sort_by_key(
+            |f| !matches!(f, Ok((src, raw)) if file_stem(&src.display) == raw.slug.get_ref()),
+        );
 
         let mut known_regions: BTreeMap<String, KnownRegion> = BTreeMap::new();
         let mut regions = BTreeMap::new();
@@ -124,12 +140,13 @@ impl Cx {
                         continue;
                     }
                     region_sources.insert(name.clone(), src.display.clone());
-                    known_regions.insert(
-                        name.clone(),
-                        KnownRegion {
+                    // A file whose name differs from its `name` is reported once, in the file;
+                    // tenants referring to either name are not reported again.
+                    for known in [name.clone(), file_stem(&src.display).to_string()] {
+                        known_regions.entry(known).or_insert(KnownRegion {
                             residency: Some(raw.residency.get_ref().clone()),
-                        },
-                    );
+                        });
+                    }
                     if let Some(region) = self.check_region(src, raw) {
                         regions.insert(name, region);
                     }
@@ -152,14 +169,17 @@ impl Cx {
         // Without a usable neo.toml the tenants are still checked, against no schema sets.
         let mut control_plane = None;
         let mut schema_sets = None;
-        let mut policy = Policy::default();
+        let mut known_sets = None;
+        let mut policy = None;
         if let Some((src, neo)) = &neo {
             control_plane = self.check_control_plane(src, neo, &known_regions);
-            policy.allow_destroy = neo
-                .policy
-                .as_ref()
-                .and_then(|p| p.get_ref().allow_destroy.as_ref())
-                .is_some_and(|b| *b.get_ref());
+            policy = Some(Policy {
+                allow_destroy: neo
+                    .policy
+                    .as_ref()
+                    .and_then(|p| p.get_ref().allow_destroy.as_ref())
+                    .is_some_and(|b| *b.get_ref()),
+            });
             if *neo.format_version.get_ref() != 1 {
                 self.diags.error(
                     src,
@@ -171,16 +191,23 @@ impl Cx {
                     ),
                 );
             }
-            schema_sets = self.check_schema_sets(src, neo);
+            let (ordered, known) = self.check_schema_sets(src, neo);
+            schema_sets = ordered;
+            known_sets = Some(known);
         }
-        let tenants = self.check_tenants(&tenant_files, &known_regions, &schema_sets, &policy);
+        let tenants = self.check_tenants(
+            &tenant_files,
+            &known_regions,
+            known_sets.as_ref(),
+            policy.as_ref(),
+        );
 
         let files = std::mem::take(&mut self.files);
         let digest = digest(&files);
         Some(Desired {
             root: self.root.clone(),
             control_plane: control_plane?,
-            policy,
+            policy: policy?,
             schema_sets: schema_sets?,
             regions,
             tenants,
@@ -235,7 +262,7 @@ impl Cx {
     /// Reads every `*.toml` file of a directory. A file that cannot be used is `Err(stem)`,
     /// after its problems were reported, so that references to it are not reported again.
     #[allow(clippy::type_complexity)]
-    fn read_toml_dir<T: DeserializeOwned>(
+    fn read_toml_dir<T: DeserializeOwned + Required>(
         &mut self,
         dir: &str,
     ) -> Vec<Result<(SourceText, T), String>> {
@@ -514,7 +541,11 @@ impl Cx {
 
     /// Checks the schema sets of `neo.toml` and their migrations, and orders them by
     /// dependency. `None` when any of them is invalid.
-    fn check_schema_sets(&mut self, src: &SourceText, neo: &RawNeo) -> Option<Vec<SchemaSet>> {
+    fn check_schema_sets(
+        &mut self,
+        src: &SourceText,
+        neo: &RawNeo,
+    ) -> (Option<Vec<SchemaSet>>, KnownSets) {
         let mut ok = true;
         let declared: BTreeMap<&str, &RawSchemaSet> = neo
             .schema_sets
@@ -640,11 +671,18 @@ impl Cx {
             }
         }
 
-        let order = self.dependency_order(src, neo)?;
-        if !ok {
-            return None;
+        let known = KnownSets {
+            declared: declared.keys().map(|k| k.to_string()).collect(),
+            valid: sets.clone(),
+        };
+        let order = self.dependency_order(src, neo);
+        match (order, ok) {
+            (Some(order), true) => (
+                Some(order.into_iter().filter_map(|n| sets.remove(&n)).collect()),
+                known,
+            ),
+            _ => (None, known),
         }
-        Some(order.into_iter().filter_map(|n| sets.remove(&n)).collect())
     }
 
     fn resolve_target(
@@ -880,15 +918,16 @@ impl Cx {
         &mut self,
         files: &[Result<(SourceText, RawTenant), String>],
         regions: &BTreeMap<String, KnownRegion>,
-        sets: &Option<Vec<SchemaSet>>,
-        policy: &Policy,
+        sets: Option<&KnownSets>,
+        policy: Option<&Policy>,
     ) -> BTreeMap<String, Tenant> {
         let mut tenants = BTreeMap::new();
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
         for (src, raw) in files.iter().flatten() {
             let slug = raw.slug.get_ref();
             let mut ok = true;
-            if let Some(first) = seen.get(slug) {
+            let duplicate = seen.get(slug).cloned();
+            if let Some(first) = duplicate.as_ref() {
                 ok = false;
                 self.diags.error(
                     src,
@@ -900,7 +939,9 @@ impl Cx {
                 seen.insert(slug.clone(), src.display.clone());
             }
             let stem = file_stem(&src.display);
-            if slug != stem {
+            // A duplicate is reported once: renaming its file as the stem rule advises would
+            // overwrite the original.
+            if duplicate.is_none() && slug != stem {
                 ok = false;
                 self.diags.error(
                     src,
@@ -969,7 +1010,8 @@ impl Cx {
                     status
                 }
             };
-            if status == Some(TenantStatus::Deleted) && !policy.allow_destroy {
+            // Without a usable neo.toml the policy is unknown, so there is nothing to warn about.
+            if status == Some(TenantStatus::Deleted) && policy.is_some_and(|p| !p.allow_destroy) {
                 let span = raw.status.as_ref().map_or(0..0, |s| s.span());
                 self.diags.warning(
                     src,
@@ -983,20 +1025,22 @@ impl Cx {
                 let set_name = key.get_ref();
                 let field = format!("schema_sets.{set_name}");
                 let Some(sets) = sets else {
-                    continue; // The sets are broken; that is reported in neo.toml.
+                    continue; // neo.toml is unusable; that is reported there.
                 };
-                let Some(set) = sets.iter().find(|s| &s.name == set_name) else {
-                    ok = false;
-                    self.diags.error(
-                        src,
-                        key.span(),
-                        field,
-                        format!(
-                            "unknown schema set {set_name:?}: declared sets are {}",
-                            list_or_none(sets.iter().map(|s| &s.name))
-                        ),
-                    );
-                    continue;
+                let Some(set) = sets.valid.get(set_name) else {
+                    if !sets.declared.contains(set_name) {
+                        ok = false;
+                        self.diags.error(
+                            src,
+                            key.span(),
+                            field,
+                            format!(
+                                "unknown schema set {set_name:?}: declared sets are {}",
+                                list_or_none(sets.declared.iter())
+                            ),
+                        );
+                    }
+                    continue; // A declared set with errors of its own: reported in neo.toml.
                 };
                 if set.scope == Scope::Region {
                     ok = false;
@@ -1073,55 +1117,98 @@ impl Cx {
     }
 }
 
+/// The keys a raw file type requires, as dotted paths (`*` stands for every entry of a
+/// table), so that every missing one is reported at once instead of serde's first.
+pub(crate) trait Required {
+    const REQUIRED: &'static [&'static str];
+}
+
+impl Required for RawNeo {
+    const REQUIRED: &'static [&'static str] = &[
+        "format_version",
+        "control_plane",
+        "control_plane.region",
+        "control_plane.database",
+        "schema_sets.*.scope",
+    ];
+}
+
+impl Required for RawRegion {
+    const REQUIRED: &'static [&'static str] = &[
+        "name",
+        "residency",
+        "postgres",
+        "postgres.host",
+        "postgres.port",
+        "postgres.database",
+        "credentials",
+    ];
+}
+
+impl Required for RawTenant {
+    const REQUIRED: &'static [&'static str] = &["slug", "region"];
+}
+
 /// Parses a TOML file into a raw type, reporting every syntax error, every plaintext secret,
-/// every unknown field and every value of the wrong type. `None` when the file is unusable
-/// (syntax errors, or a required field missing).
-fn parse_toml<T: DeserializeOwned>(src: &SourceText, diags: &mut Diagnostics) -> Option<T> {
+/// every missing required key, every unknown field and every value of the wrong type. `None`
+/// when the file is unusable (syntax errors, or a required key missing).
+fn parse_toml<T: DeserializeOwned + Required>(
+    src: &SourceText,
+    diags: &mut Diagnostics,
+) -> Option<T> {
     let (mut doc, errors) = DeTable::parse_recoverable(&src.text);
+    // Secrets are reported even in a file that does not parse.
+    let secrets = remove_secrets(doc.get_mut(), "", src, diags);
     if !errors.is_empty() {
         for e in &errors {
             let span = e.span().unwrap_or(0..0);
             diags.error(
                 src,
                 span.clone(),
-                key_path_at(doc.get_ref(), span.start).join("."),
+                field_of_line(&src.text, span.start),
                 format!("TOML syntax error: {}", first_line(e.message())),
             );
         }
         return None;
     }
-    remove_secrets(doc.get_mut(), "", src, diags);
+    let mut missing = false;
+    for path in T::REQUIRED {
+        for (field, span) in missing_keys(doc.get_ref(), path) {
+            if secrets.contains(&field) {
+                continue; // Reported as a secret already.
+            }
+            missing = true;
+            let key = field.rsplit('.').next().unwrap_or(&field).to_string();
+            // Point at the start of the table's header line (`[postgres]`).
+            let line_start = src.text[..span.start.min(src.text.len())]
+                .rfind('\n')
+                .map_or(0, |i| i + 1);
+            diags.error(
+                src,
+                line_start..line_start,
+                field,
+                format!("missing required field `{key}`: add it"),
+            );
+        }
+    }
 
     // Serde stops at the first problem: report it, remove the key at fault, read again.
     let mut removed: Vec<String> = Vec::new();
     for _ in 0..256 {
         match T::deserialize(toml::de::Deserializer::from(doc.clone())) {
-            Ok(value) => return Some(value),
+            Ok(value) => return (!missing).then_some(value),
             Err(e) => {
                 let span = e.span().unwrap_or(0..0);
                 let message = first_line(e.message());
-                let path = key_path_at(doc.get_ref(), span.start);
-                if let Some(missing) = message
-                    .strip_prefix("missing field `")
-                    .and_then(|m| m.split('`').next())
-                {
-                    let table = path.join(".");
-                    let field = if table.is_empty() {
-                        missing.to_string()
-                    } else {
-                        format!("{table}.{missing}")
-                    };
-                    // A required key that was removed for its type is already reported.
-                    if !removed.contains(&field) {
-                        diags.error(
-                            src,
-                            span,
-                            field,
-                            format!("missing required field `{missing}`: add it"),
-                        );
+                if message.starts_with("missing field `") {
+                    // Every missing key was reported above, or was removed for its type or as a
+                    // secret and reported then.
+                    if !missing && removed.is_empty() && secrets.is_empty() {
+                        diags.error(src, span, "", format!("{message}: add it"));
                     }
                     return None;
                 }
+                let path = key_path_at(doc.get_ref(), span.start);
                 let field = path.join(".");
                 let message = if message.starts_with("unknown field") {
                     format!("{message}; fix the spelling or remove it (unknown fields are never ignored)")
@@ -1137,6 +1224,87 @@ fn parse_toml<T: DeserializeOwned>(src: &SourceText, diags: &mut Diagnostics) ->
         }
     }
     None
+}
+
+/// The missing keys of one required path, with the span to point at: the table that should
+/// hold the key (its header), or the start of the file for top-level keys.
+fn missing_keys(table: &DeTable<'_>, path: &str) -> Vec<(String, Range<usize>)> {
+    fn walk(
+        table: &DeTable<'_>,
+        at: Range<usize>,
+        parts: &[&str],
+        prefix: &str,
+        out: &mut Vec<(String, Range<usize>)>,
+    ) {
+        let Some((first, rest)) = parts.split_first() else {
+            return;
+        };
+        let join = |k: &str| {
+            if prefix.is_empty() {
+                k.to_string()
+            } else {
+                format!("{prefix}.{k}")
+            }
+        };
+        if *first == "*" {
+            for (k, v) in table.iter() {
+                if let DeValue::Table(inner) = v.get_ref() {
+                    walk(inner, k.span(), rest, &join(k.get_ref()), out);
+                }
+            }
+            return;
+        }
+        match table.get_key_value(*first) {
+            None => out.push((join(first), at.start..at.start)),
+            Some((k, v)) => {
+                if let DeValue::Table(inner) = v.get_ref() {
+                    walk(inner, k.span(), rest, &join(first), out);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let parts: Vec<&str> = path.split('.').collect();
+    // A missing parent table is reported once, for the parent.
+    walk(table, 0..0, &parts, "", &mut out);
+    out
+}
+
+/// The field a syntax error is about, from the text: the key on the error's line, under the
+/// last `[table]` header before it, or the header itself when the error is in one.
+fn field_of_line(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let header = |l: &str| -> Option<String> {
+        let t = l.trim_start();
+        t.starts_with('[').then(|| {
+            let inner = t.trim_start_matches('[');
+            let end = inner.find(']').unwrap_or(inner.len());
+            inner[..end].trim().to_string()
+        })
+    };
+    if let Some(h) = header(line) {
+        return h;
+    }
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .find_map(header)
+        .unwrap_or_default();
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"'))
+        .filter(|k| {
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        });
+    match (table.is_empty(), key) {
+        (_, None) => table,
+        (true, Some(k)) => k.to_string(),
+        (false, Some(k)) => format!("{table}.{k}"),
+    }
 }
 
 /// The key path (`["postgres", "port"]`) of the deepest key whose key or value contains the
@@ -1174,14 +1342,17 @@ fn remove_path(table: &mut DeTable<'_>, path: &[String]) -> bool {
 }
 
 /// Reports and removes every key that looks like a plaintext secret, and every string value
-/// that embeds a password in a connection URL. Values are never echoed.
+/// (also inside arrays) that embeds a password in a connection URL. Values are never echoed.
+/// Returns the dotted paths of the keys removed.
 fn remove_secrets(
     table: &mut DeTable<'_>,
     prefix: &str,
     src: &SourceText,
     diags: &mut Diagnostics,
-) {
+) -> Vec<String> {
+    const URL_MESSAGE: &str = "this value embeds a password in a connection URL: credentials come from Vault only; remove it from the repository and rotate it";
     let mut doomed = Vec::new();
+    let mut removed = Vec::new();
     for (k, v) in table.iter_mut() {
         let key = k.get_ref().to_string();
         let path = if prefix.is_empty() {
@@ -1194,23 +1365,42 @@ fn remove_secrets(
             diags.error(
                 src,
                 k.span(),
-                path,
+                path.clone(),
                 format!("`{key}` looks like a plaintext secret: credentials come from Vault only (set [credentials] vault_kv or vault_database_role in the region file); remove it from the repository and rotate it"),
             );
             doomed.push(key);
+            removed.push(path);
             continue;
         }
         let span = v.span();
         match v.get_mut() {
-            DeValue::Table(inner) => remove_secrets(inner, &path, src, diags),
+            DeValue::Table(inner) => removed.extend(remove_secrets(inner, &path, src, diags)),
             DeValue::String(s) if url_has_password(s) => {
-                diags.error(
-                    src,
-                    span,
-                    path,
-                    "this value embeds a password in a connection URL: credentials come from Vault only; remove it from the repository and rotate it",
-                );
+                diags.error(src, span, path.clone(), URL_MESSAGE);
                 doomed.push(key);
+                removed.push(path);
+            }
+            DeValue::Array(items) => {
+                let secret =
+                    |v: &DeValue<'_>| matches!(v, DeValue::String(s) if url_has_password(s));
+                if items.iter().any(|i| secret(i.get_ref())) {
+                    // A plain array of values (never an array of tables): rebuild it without them.
+                    let mut kept = toml::de::DeArray::new();
+                    for item in items.iter() {
+                        if secret(item.get_ref()) {
+                            diags.error(src, item.span(), path.clone(), URL_MESSAGE);
+                        } else {
+                            kept.push(item.clone());
+                        }
+                    }
+                    *items = kept;
+                    removed.push(path.clone());
+                }
+                for item in items.iter_mut() {
+                    if let DeValue::Table(inner) = item.get_mut() {
+                        removed.extend(remove_secrets(inner, &format!("{path}[]"), src, diags));
+                    }
+                }
             }
             _ => {}
         }
@@ -1218,6 +1408,7 @@ fn remove_secrets(
     for key in doomed {
         table.remove(key.as_str());
     }
+    removed
 }
 
 /// Whether a string looks like `scheme://user:password@host`.
