@@ -398,25 +398,25 @@ fn canary_pinned_ahead_is_planned_first() {
         &o,
         &only_us(),
         expect![[r#"
-        neo-reconcile plan: desired state d1e2s3i4r5e6
+            neo-reconcile plan: desired state d1e2s3i4r5e6
 
-        Region us (db_us at 127.0.0.1:5432): 3 changes, 0 blocked
-          ~ migrate tenant zeta: app 2 -> 4 in schema tenant_zeta
-              V3 view
-              V4 column
-          ~ migrate tenant acme: app 2 -> 3 in schema tenant_acme
-              V3 view
-          ~ update_registry admin.database_connections in database neo_admin (2 upserted, 0 deleted)
-              --- admin.database_connections (live)
-              +++ admin.database_connections (planned)
-              @@ -1,2 +1,2 @@
-              -acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=2
-              -zeta region=us at=127.0.0.1:5432/db_us schema=tenant_zeta status=active versions=app=2
-              +acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=3
-              +zeta region=us at=127.0.0.1:5432/db_us schema=tenant_zeta status=active versions=app=4
+            Region us (db_us at 127.0.0.1:5432): 3 changes, 0 blocked
+              ~ migrate tenant zeta: app 2 -> 4 in schema tenant_zeta
+                  V3 view
+                  V4 column
+              ~ migrate tenant acme: app 2 -> 3 in schema tenant_acme
+                  V3 view
+              ~ update_registry admin.database_connections in database neo_admin (2 upserted, 0 deleted)
+                  --- admin.database_connections (live)
+                  +++ admin.database_connections (planned)
+                  @@ -1,2 +1,2 @@
+                  -acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=2
+                  +acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=3
+                  -zeta region=us at=127.0.0.1:5432/db_us schema=tenant_zeta status=active versions=app=2
+                  +zeta region=us at=127.0.0.1:5432/db_us schema=tenant_zeta status=active versions=app=4
 
-        Plan: 0 to bootstrap, 0 to create, 2 to migrate, 0 to suspend, 0 to resume, 0 to archive, 0 to destroy, 1 registry update; 0 blocked.
-    "#]],
+            Plan: 0 to bootstrap, 0 to create, 2 to migrate, 0 to suspend, 0 to resume, 0 to archive, 0 to destroy, 1 registry update; 0 blocked.
+        "#]],
     );
 }
 
@@ -617,24 +617,24 @@ fn suspend_and_resume() {
         &o,
         &only_us(),
         expect![[r#"
-        neo-reconcile plan: desired state d1e2s3i4r5e6
+            neo-reconcile plan: desired state d1e2s3i4r5e6
 
-        Region us (db_us at 127.0.0.1:5432): 4 changes, 0 blocked
-          - suspend_tenant acme (revoke tenant_acme_rw's access to tenant_acme)
-          ~ resume_tenant beta (give tenant_beta_rw access to tenant_beta again)
-          ~ migrate tenant beta: app 2 -> 3 in schema tenant_beta
-              V3 view
-          ~ update_registry admin.database_connections in database neo_admin (2 upserted, 0 deleted)
-              --- admin.database_connections (live)
-              +++ admin.database_connections (planned)
-              @@ -1,2 +1,2 @@
-              -acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=3
-              -beta region=us at=127.0.0.1:5432/db_us schema=tenant_beta status=suspended versions=app=2
-              +acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=suspended versions=app=3
-              +beta region=us at=127.0.0.1:5432/db_us schema=tenant_beta status=active versions=app=3
+            Region us (db_us at 127.0.0.1:5432): 4 changes, 0 blocked
+              - suspend_tenant acme (revoke tenant_acme_rw's access to tenant_acme)
+              ~ resume_tenant beta (give tenant_beta_rw access to tenant_beta again)
+              ~ migrate tenant beta: app 2 -> 3 in schema tenant_beta
+                  V3 view
+              ~ update_registry admin.database_connections in database neo_admin (2 upserted, 0 deleted)
+                  --- admin.database_connections (live)
+                  +++ admin.database_connections (planned)
+                  @@ -1,2 +1,2 @@
+                  -acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=3
+                  +acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=suspended versions=app=3
+                  -beta region=us at=127.0.0.1:5432/db_us schema=tenant_beta status=suspended versions=app=2
+                  +beta region=us at=127.0.0.1:5432/db_us schema=tenant_beta status=active versions=app=3
 
-        Plan: 0 to bootstrap, 0 to create, 1 to migrate, 1 to suspend, 1 to resume, 0 to archive, 0 to destroy, 1 registry update; 0 blocked.
-    "#]],
+            Plan: 0 to bootstrap, 0 to create, 1 to migrate, 1 to suspend, 1 to resume, 0 to archive, 0 to destroy, 1 registry update; 0 blocked.
+        "#]],
     );
 }
 
@@ -914,20 +914,20 @@ fn registry_drift_is_shown_as_a_diff() {
         &o,
         &only_us(),
         expect![[r#"
-        neo-reconcile plan: desired state d1e2s3i4r5e6
+            neo-reconcile plan: desired state d1e2s3i4r5e6
 
-        Region us (db_us at 127.0.0.1:5432): 1 change, 0 blocked
-          ~ update_registry admin.database_connections in database neo_admin (2 upserted, 1 deleted)
-              --- admin.database_connections (live)
-              +++ admin.database_connections (planned)
-              @@ -1,2 +1,2 @@
-              -acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=suspended versions=app=3
-              -stale region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=suspended versions=app=3
-              +acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=3
-              +beta region=us at=127.0.0.1:5432/db_us schema=tenant_beta status=active versions=app=3
+            Region us (db_us at 127.0.0.1:5432): 1 change, 0 blocked
+              ~ update_registry admin.database_connections in database neo_admin (2 upserted, 1 deleted)
+                  --- admin.database_connections (live)
+                  +++ admin.database_connections (planned)
+                  @@ -1,2 +1,2 @@
+                  -acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=suspended versions=app=3
+                  +acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=3
+                  +beta region=us at=127.0.0.1:5432/db_us schema=tenant_beta status=active versions=app=3
+                  -stale region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=suspended versions=app=3
 
-        Plan: 0 to bootstrap, 0 to create, 0 to migrate, 0 to suspend, 0 to resume, 0 to archive, 0 to destroy, 1 registry update; 0 blocked.
-    "#]],
+            Plan: 0 to bootstrap, 0 to create, 0 to migrate, 0 to suspend, 0 to resume, 0 to archive, 0 to destroy, 1 registry update; 0 blocked.
+        "#]],
     );
 }
 
