@@ -538,3 +538,78 @@ fn apply_without_a_terminal_or_auto_approve_refuses() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to apply without a terminal"));
     assert_eq!(before, w.snapshot());
 }
+
+/// Sessions ever opened to `db` on the us-east cluster, once the server's statistics have
+/// caught up with sessions that just ended (each backend flushes its counts when it exits).
+fn sessions(w: &World, db: &str) -> i64 {
+    let sql = format!("SELECT sessions FROM pg_stat_database WHERE datname = '{db}'");
+    let mut last = w.us.psql("postgres", &sql).trim().parse::<i64>().unwrap();
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = w.us.psql("postgres", &sql).trim().parse::<i64>().unwrap();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// Guards the fix measured in BENCHMARKS.md: a worker replaces its connection after 25
+/// tenants, because a backend that has migrated hundreds of tenant schemas makes every
+/// transaction slower. Two applies with the same fixed work (observe, lock, bookkeeping) are
+/// compared: one migrating over 50 tenants on one worker must open exactly two more sessions
+/// than one migrating a single tenant.
+#[test]
+fn worker_connections_are_renewed_every_25_tenants() {
+    let w = World::new();
+    w.edit("regions/us-east.toml", |s| {
+        s.replace("max_parallel = 4", "max_parallel = 1")
+    });
+    for i in 1..=55 {
+        w.write(
+            &format!("tenants/t{i:02}.toml"),
+            &format!("slug = \"t{i:02}\"\nregion = \"us-east\"\nstatus = \"active\"\n"),
+        );
+    }
+    w.neo("apply", &["--auto-approve", "--region", "us-east"])
+        .expect_code(0);
+
+    // The fleet (55 new tenants, globex and the suspended initech) moves from 5 to 6.
+    w.edit("neo.toml", |s| s.replace("target = 5 ", "target = 6 "));
+    let before = sessions(&w, "neo_us");
+    let run = w.neo("apply", &["--auto-approve", "--region", "us-east"]);
+    run.expect_code(0);
+    let many = sessions(&w, "neo_us") - before;
+    let migrated = run.stdout.matches("~ migrate tenant").count();
+    assert!(
+        (51..=75).contains(&migrated),
+        "{migrated} migrated:\n{}",
+        run.stdout
+    );
+
+    // One tenant, t01, pinned ahead to a new V7.
+    w.write(
+        "schemas/tenant_template/V7__notes.sql",
+        "CREATE TABLE notes (id bigint PRIMARY KEY, body text NOT NULL);\n",
+    );
+    w.edit("tenants/t01.toml", |s| {
+        format!("{s}[schema_sets]\ntenant_template = 7\n")
+    });
+    let before = sessions(&w, "neo_us");
+    let run = w.neo("apply", &["--auto-approve", "--region", "us-east"]);
+    run.expect_code(0);
+    let one = sessions(&w, "neo_us") - before;
+    assert_eq!(
+        run.stdout.matches("~ migrate tenant").count(),
+        1,
+        "{}",
+        run.stdout
+    );
+
+    // ceil(migrated / 25) = 3 worker connections against 1.
+    assert_eq!(
+        many - one,
+        2,
+        "sessions: {many} for {migrated} tenants, {one} for one"
+    );
+}
