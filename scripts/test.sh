@@ -11,4 +11,4 @@ export NEO_PG_BIN=/usr/lib/postgresql/15/bin
 cargo build --locked --all-targets
 cargo test --locked --lib --bins --tests -- --test-threads="${NEO_TEST_THREADS:-4}"
 NEO_BENCH_TENANTS=40 NEO_BENCH_ROUNDS=1 NEO_BENCH_RUNS=1 NEO_BENCH_ITERATIONS=1 \
-  cargo test --locked --benches
+  cargo test --locked --bench plan --bench apply
