@@ -328,7 +328,12 @@ pub fn registry_diff(
         };
         i += op.old_range().len();
         j += op.new_range().len();
-        ops.push(op);
+        // Unchanged rows next to each other make one `Equal`: `group_diff_ops` splits hunks at
+        // every `Equal`, and one per row would print an empty hunk per unchanged row.
+        match (op, ops.last_mut()) {
+            (DiffOp::Equal { .. }, Some(DiffOp::Equal { len, .. })) => *len += 1,
+            _ => ops.push(op),
+        }
     }
     if ops.iter().all(|op| matches!(op, DiffOp::Equal { .. })) {
         return String::new();
@@ -443,4 +448,78 @@ pub fn markdown(plan: &Plan, desired: &Desired) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use expect_test::{expect, Expect};
+
+    use super::registry_diff;
+    use crate::desired::TenantStatus;
+    use crate::observed::RegistryRow;
+
+    fn row(tenant: &str, version: u32) -> RegistryRow {
+        RegistryRow {
+            tenant: tenant.into(),
+            region: "us".into(),
+            host: "db".into(),
+            port: 5432,
+            database: "neo".into(),
+            schema: format!("tenant_{tenant}"),
+            status: TenantStatus::Active,
+            schema_versions: [("app".to_string(), version)].into(),
+            commit: None,
+        }
+    }
+
+    /// `before`: tenants at version 1; `after`: (tenant, version) upserted; `delete`: removed.
+    fn check(before: &[&str], upsert: &[(&str, u32)], delete: &[&str], expect: Expect) {
+        let before: Vec<RegistryRow> = before.iter().map(|t| row(t, 1)).collect();
+        let upsert: Vec<RegistryRow> = upsert.iter().map(|(t, v)| row(t, *v)).collect();
+        let delete: Vec<String> = delete.iter().map(|t| t.to_string()).collect();
+        expect.assert_eq(&registry_diff(&before, &upsert, &delete));
+    }
+
+    #[test]
+    fn no_change_is_no_diff() {
+        check(&["a", "b"], &[("a", 1)], &[], expect![""]);
+    }
+
+    #[test]
+    fn unchanged_rows_around_changes_make_no_empty_hunks() {
+        check(
+            &["a", "b", "c", "d", "e", "f", "g"],
+            &[("b", 2), ("f", 2)],
+            &[],
+            expect![[r#"
+                --- admin.database_connections (live)
+                +++ admin.database_connections (planned)
+                @@ -2 +2 @@
+                -b region=us at=db:5432/neo schema=tenant_b status=active versions=app=1
+                +b region=us at=db:5432/neo schema=tenant_b status=active versions=app=2
+                @@ -6 +6 @@
+                -f region=us at=db:5432/neo schema=tenant_f status=active versions=app=1
+                +f region=us at=db:5432/neo schema=tenant_f status=active versions=app=2
+            "#]],
+        );
+    }
+
+    #[test]
+    fn inserts_and_deletes_at_both_ends() {
+        check(
+            &["b", "c", "d"],
+            &[("a", 1), ("e", 1)],
+            &["b", "d"],
+            expect![[r#"
+                --- admin.database_connections (live)
+                +++ admin.database_connections (planned)
+                @@ -1 +1 @@
+                +a region=us at=db:5432/neo schema=tenant_a status=active versions=app=1
+                -b region=us at=db:5432/neo schema=tenant_b status=active versions=app=1
+                @@ -3 +3 @@
+                -d region=us at=db:5432/neo schema=tenant_d status=active versions=app=1
+                +e region=us at=db:5432/neo schema=tenant_e status=active versions=app=1
+            "#]],
+        );
+    }
 }
