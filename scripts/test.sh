@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what a fresh machine lacks, then runs every unit and
 # integration test (integration tests start their own throwaway PostgreSQL clusters).
-# Last, the two benchmarks run once at a tiny size in the debug build: not to measure
+# Last, the two benchmarks run at a tiny size in the debug build: not to measure
 # anything, but so that their setup and their checks (the expected plan, both sides of the
 # apply bench ending identical) cannot rot. The real figures: BENCHMARKS.md.
 set -euo pipefail

@@ -77,27 +77,62 @@ pub fn connect_options(
 }
 
 /// Opens one connection, with a timeout, naming the endpoint (never the password) on error.
+///
+/// A server that answers but is full ("too many connections", also a role's or database's
+/// `CONNECTION LIMIT`) or still starting up is asked again, with a growing pause, until
+/// [`CONNECT_TIMEOUT`]: apply closes and opens connections as it goes, and a closed session's
+/// server process can still count against the limit for a moment. Any other failure, such as a
+/// refused connection or bad credentials, is reported at once.
 pub async fn connect(
     endpoint: &Endpoint,
     database: &str,
     creds: &DbCredentials,
 ) -> Result<PgConnection, ObserveError> {
     let options = connect_options(endpoint, database, creds);
-    match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
+    let mut last_transient: Option<String> = None;
+    let attempts = async {
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match PgConnection::connect_with(&options).await {
+                Err(e) if is_transient_connect_error(&e) => {
+                    tracing::debug!(host = %endpoint.host, port = endpoint.port, database = %database, error = %e, "Server not accepting connections for now; asking again.");
+                    last_transient = Some(e.to_string());
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
+    };
+    let connect_error = |message: String| ObserveError::Connect {
+        host: endpoint.host.clone(),
+        port: endpoint.port,
+        database: database.to_string(),
+        message,
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, attempts).await {
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(ObserveError::Connect {
-            host: endpoint.host.clone(),
-            port: endpoint.port,
-            database: database.to_string(),
-            message: e.to_string(),
-        }),
-        Err(_) => Err(ObserveError::Timeout {
-            host: endpoint.host.clone(),
-            port: endpoint.port,
-            database: database.to_string(),
-            secs: CONNECT_TIMEOUT.as_secs(),
-        }),
+        Ok(Err(e)) => Err(connect_error(e.to_string())),
+        Err(_) => match last_transient {
+            Some(message) => Err(connect_error(format!(
+                "{message} (asked again for {}s)",
+                CONNECT_TIMEOUT.as_secs()
+            ))),
+            None => Err(ObserveError::Timeout {
+                host: endpoint.host.clone(),
+                port: endpoint.port,
+                database: database.to_string(),
+                secs: CONNECT_TIMEOUT.as_secs(),
+            }),
+        },
     }
+}
+
+/// Whether a failed connection attempt is worth repeating: the server is full
+/// (`too_many_connections`, 53300) or not accepting connections yet (`cannot_connect_now`,
+/// 57P03, while it starts up or recovers).
+fn is_transient_connect_error(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("53300" | "57P03")))
 }
 
 /// Observes the given regions concurrently. A region that fails is `Unreachable` with the

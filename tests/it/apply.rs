@@ -540,8 +540,17 @@ fn apply_without_a_terminal_or_auto_approve_refuses() {
 }
 
 /// Sessions ever opened to `db` on the us-east cluster, once the server's statistics have
-/// caught up with sessions that just ended (each backend flushes its counts when it exits).
+/// caught up with sessions that just ended: no server process is left on `db`, and then two
+/// reads 300 ms apart agree (a process flushes its counts as it exits, just after it leaves
+/// `pg_stat_activity`).
 fn sessions(w: &World, db: &str) -> i64 {
+    wait_for(
+        w,
+        "postgres",
+        &format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}'"),
+        "0",
+        Duration::from_secs(30),
+    );
     let sql = format!("SELECT sessions FROM pg_stat_database WHERE datname = '{db}'");
     let mut last = w.us.psql("postgres", &sql).trim().parse::<i64>().unwrap();
     loop {

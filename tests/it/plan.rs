@@ -342,3 +342,51 @@ fn invalid_tree_is_refused_before_any_connection() {
         run.stderr
     );
 }
+
+/// Guards `connect` asking a full server again: a region whose login role is at its
+/// `CONNECTION LIMIT` for a moment (apply closes and opens connections as it goes) is waited
+/// for, not reported unreachable.
+#[test]
+fn a_server_full_for_a_moment_is_waited_for_not_reported_unreachable() {
+    let w = World::new();
+    let password = w
+        .logins
+        .iter()
+        .find(|(prefix, _)| *prefix == "NEO_US_EAST")
+        .map(|(_, p)| p.clone())
+        .unwrap();
+    w.us.psql("postgres", "ALTER ROLE neo_migrator CONNECTION LIMIT 2");
+    // Two sessions of the login role take the whole limit for two seconds.
+    std::thread::scope(|scope| {
+        let sleepers: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    w.us.try_psql_as("neo_us", "neo_migrator", &password, "SELECT pg_sleep(2)")
+                })
+            })
+            .collect();
+        let start = std::time::Instant::now();
+        while w
+            .us
+            .psql(
+                "postgres",
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = 'neo_migrator'",
+            )
+            .trim()
+            != "2"
+        {
+            assert!(
+                start.elapsed().as_secs() < 10,
+                "the sleepers did not connect"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+
+        let run = w.neo("plan", &["--detailed-exitcode", "--region", "us-east"]);
+        run.expect_code(2);
+        assert!(!run.stdout.contains("unreachable"), "{}", run.stdout);
+        for sleeper in sleepers {
+            sleeper.join().unwrap().unwrap();
+        }
+    });
+}
