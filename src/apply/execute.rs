@@ -163,24 +163,38 @@ async fn in_transaction(
     tx.commit().await
 }
 
-/// The history row of a migration, timed from the start of its transaction (`now()`) or from
-/// `started` for a migration outside a transaction.
+/// How a migration attempt ended, for its history row.
+enum Attempt<'e> {
+    /// Applied inside its transaction: timed from the transaction's start (`now()`).
+    InTransaction,
+    /// Applied outside a transaction, in this many milliseconds.
+    Alone { elapsed_ms: u128 },
+    /// Failed (and rolled back) with this error.
+    Failed { error: &'e str },
+}
+
+/// The history row of a migration attempt.
 fn history_insert(
     schema: &str,
     set: &str,
     m: &Migration,
     ctx: &RunContext,
     run_id: i64,
-    elapsed_ms: Option<u128>,
+    attempt: Attempt,
 ) -> String {
-    let elapsed = match elapsed_ms {
-        Some(ms) => ms.to_string(),
-        None => "(extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint".into(),
+    let (elapsed, success, error) = match attempt {
+        Attempt::InTransaction => (
+            "(extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint".to_string(),
+            true,
+            "NULL".to_string(),
+        ),
+        Attempt::Alone { elapsed_ms } => (elapsed_ms.to_string(), true, "NULL".to_string()),
+        Attempt::Failed { error } => ("0".to_string(), false, literal(error)),
     };
     format!(
         "INSERT INTO neo_reconcile.schema_history \
-         (target_schema, schema_set, version, description, checksum, applied_by, git_commit, execution_ms, success, run_id) \
-         VALUES ({}, {}, {}, {}, {}, session_user || '@' || {}, {}, {elapsed}, true, {run_id})",
+         (target_schema, schema_set, version, description, checksum, applied_by, git_commit, execution_ms, success, run_id, error) \
+         VALUES ({}, {}, {}, {}, {}, session_user || '@' || {}, {}, {elapsed}, {success}, {run_id}, {error})",
         literal(schema),
         literal(set),
         m.version,
@@ -231,7 +245,9 @@ async fn apply_migration(
                 m,
                 ctx,
                 run_id,
-                Some(started.elapsed().as_millis()),
+                Attempt::Alone {
+                    elapsed_ms: started.elapsed().as_millis(),
+                },
             )))
             .await
             .map(|_| ())
@@ -246,7 +262,7 @@ async fn apply_migration(
                 "{};\n{}\n;\nRESET ROLE;\n{}",
                 sql::migration_preamble(schema, owner, settings).join(";\n"),
                 m.sql,
-                history_insert(schema, set, m, ctx, run_id, None)
+                history_insert(schema, set, m, ctx, run_id, Attempt::InTransaction)
             );
             match tx.execute(sqlx::raw_sql(&batch)).await {
                 Ok(_) => tx.commit().await,
@@ -281,19 +297,7 @@ async fn record_failure(
     run_id: i64,
     error: &str,
 ) {
-    let q = format!(
-        "INSERT INTO neo_reconcile.schema_history \
-         (target_schema, schema_set, version, description, checksum, applied_by, git_commit, execution_ms, success, run_id, error) \
-         VALUES ({}, {}, {}, {}, {}, session_user || '@' || {}, {}, 0, false, {run_id}, {})",
-        literal(schema),
-        literal(set),
-        m.version,
-        literal(&m.description),
-        literal(&m.checksum),
-        literal(&ctx.host),
-        commit_literal(ctx),
-        literal(error),
-    );
+    let q = history_insert(schema, set, m, ctx, run_id, Attempt::Failed { error });
     if let Err(e) = conn.execute(sqlx::raw_sql(&q)).await {
         tracing::warn!(error = %e, "Could not record the failed migration in schema_history.");
     }
