@@ -64,6 +64,28 @@ fn wait_for(w: &World, db: &str, sql: &str, want: &str, timeout: Duration) {
     }
 }
 
+/// Starts `apply --region us-east` with `public.neo_test_pause` present (see [`PAUSING_V7`])
+/// and returns once one of its migrations is sleeping inside its transaction. Its standard
+/// output and error are `piped()` or `null()`.
+fn start_paused_apply(w: &World, output: fn() -> Stdio) -> std::process::Child {
+    w.us.psql("neo_us", "CREATE TABLE public.neo_test_pause ()");
+    let tree = w.tree.path().to_str().unwrap().to_string();
+    let child = w
+        .command(&["apply", &tree, "--auto-approve", "--region", "us-east"])
+        .stdout(output())
+        .stderr(output())
+        .spawn()
+        .unwrap();
+    wait_for(
+        w,
+        "postgres",
+        "SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE '%neo_test_pause%' AND state = 'active' AND application_name = 'neo-reconcile'",
+        "t",
+        Duration::from_secs(60),
+    );
+    child
+}
+
 #[test]
 fn full_bootstrap_then_second_run_changes_nothing() {
     let w = World::new();
@@ -114,22 +136,8 @@ fn sigkill_mid_migration_leaves_no_partial_migration_and_no_lock() {
     let w = World::new();
     w.neo("apply", &["--auto-approve"]).expect_code(0);
     add_v7(&w, PAUSING_V7);
-    w.us.psql("neo_us", "CREATE TABLE public.neo_test_pause ()");
-    let tree = w.tree.path().to_str().unwrap().to_string();
-    let mut child = w
-        .command(&["apply", &tree, "--auto-approve", "--region", "us-east"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     // Wait until a migration is sleeping inside its transaction, then kill -9.
-    wait_for(
-        &w,
-        "postgres",
-        "SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE '%neo_test_pause%' AND state = 'active' AND application_name = 'neo-reconcile'",
-        "t",
-        Duration::from_secs(60),
-    );
+    let mut child = start_paused_apply(&w, Stdio::null);
     child.kill().unwrap();
     child.wait().unwrap();
     // The server notices the lost sessions: their transactions roll back, their locks go.
@@ -173,21 +181,8 @@ fn two_applies_at_once_one_applies_the_other_finds_nothing_to_do() {
     let w = World::new();
     w.neo("apply", &["--auto-approve"]).expect_code(0);
     add_v7(&w, PAUSING_V7);
-    w.us.psql("neo_us", "CREATE TABLE public.neo_test_pause ()");
+    let first = start_paused_apply(&w, Stdio::piped);
     let tree = w.tree.path().to_str().unwrap().to_string();
-    let first = w
-        .command(&["apply", &tree, "--auto-approve", "--region", "us-east"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for(
-        &w,
-        "postgres",
-        "SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE '%neo_test_pause%' AND state = 'active' AND application_name = 'neo-reconcile'",
-        "t",
-        Duration::from_secs(60),
-    );
     let second = w
         .command(&["apply", &tree, "--auto-approve", "--region", "us-east"])
         .stdout(Stdio::piped())
@@ -232,21 +227,7 @@ fn lock_wait_timeout_names_the_holder_and_changes_nothing() {
     w.edit("regions/us-east.toml", |s| {
         s.replace("lock_wait = \"60s\"", "lock_wait = \"1s\"")
     });
-    w.us.psql("neo_us", "CREATE TABLE public.neo_test_pause ()");
-    let tree = w.tree.path().to_str().unwrap().to_string();
-    let mut first = w
-        .command(&["apply", &tree, "--auto-approve", "--region", "us-east"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(
-        &w,
-        "postgres",
-        "SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE '%neo_test_pause%' AND state = 'active' AND application_name = 'neo-reconcile'",
-        "t",
-        Duration::from_secs(60),
-    );
+    let mut first = start_paused_apply(&w, Stdio::null);
     let second = w.neo("apply", &["--auto-approve", "--region", "us-east"]);
     second.expect_code(1);
     assert!(
