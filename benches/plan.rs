@@ -628,6 +628,12 @@ fn write_tenants(tree: &Path, config: &Config) {
     }
 }
 
+/// A string literal in the psql script that sets up the bench (values the bench generates
+/// itself; neo-reconcile binds its values as parameters instead).
+fn psql_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
 /// Creates every tenant at `tenant_template` version `from` with SQL, as apply would have:
 /// the roles, schema, grants and default privileges of `neo_reconcile::sql::create_tenant`
 /// (run by the superuser, so the login role is named instead of `CURRENT_USER`), a
@@ -649,8 +655,8 @@ fn setup_tenants_with_sql(tree: &Path, clusters: &[PgCluster], config: &Config) 
             format!(
                 "({}, {}, {})",
                 m.version,
-                sql::literal(&m.description),
-                sql::literal(&m.checksum)
+                psql_literal(&m.description),
+                psql_literal(&m.checksum)
             )
         })
         .collect();
@@ -663,11 +669,9 @@ fn setup_tenants_with_sql(tree: &Path, clusters: &[PgCluster], config: &Config) 
             for chunk in tenants.chunks(500) {
                 script += "BEGIN;\n";
                 for t in chunk {
-                    for statement in sql::create_tenant(&t.schema(), &t.owner_role(), &t.rw_role())
-                    {
-                        script += &statement.replace("TO CURRENT_USER", &format!("TO {LOGIN}"));
-                        script += ";\n";
-                    }
+                    let ddl = sql::create_tenant(&t.schema(), &t.owner_role(), &t.rw_role());
+                    script += &ddl.replace("TO CURRENT_USER", &format!("TO {LOGIN}"));
+                    script += ";\n";
                 }
                 script += "COMMIT;\n";
             }
@@ -687,7 +691,7 @@ fn setup_tenants_with_sql(tree: &Path, clusters: &[PgCluster], config: &Config) 
                         (SELECT max(id) FROM neo_reconcile.runs)
                  FROM {slugs} CROSS JOIN (VALUES {}) AS v (version, description, checksum)
                  ORDER BY 1, 3;\n",
-                sql::literal(&format!("{LOGIN}@{host}")),
+                psql_literal(&format!("{LOGIN}@{host}")),
                 versions.join(", ")
             );
             scope.spawn(move || cluster.psql(db, &script));
@@ -703,11 +707,11 @@ fn setup_tenants_with_sql(tree: &Path, clusters: &[PgCluster], config: &Config) 
                (tenant_slug, region, host, port, database_name, schema_name, status, schema_versions, updated_at, git_commit)
              SELECT slug, {}, {}, {}, {}, 'tenant_' || slug, 'active', {}::jsonb, now(), NULL
              FROM (SELECT 't' || lpad(i::text, {width}, '0') AS slug FROM generate_series({}, {}) AS i) AS t;\n",
-            sql::literal(name),
-            sql::literal(cluster.host()),
+            psql_literal(name),
+            psql_literal(cluster.host()),
             cluster.port(),
-            sql::literal(db),
-            sql::literal(&format!("{{\"tenant_template\": {}}}", config.from)),
+            psql_literal(db),
+            psql_literal(&format!("{{\"tenant_template\": {}}}", config.from)),
             range.start,
             range.end - 1
         );

@@ -18,7 +18,13 @@ use crate::desired::{Desired, Region, SchemaSet, Scope, Tenant, TenantStatus};
 use crate::observed::postgres::connect;
 use crate::plan::BOOKKEEPING_SCHEMA;
 use crate::sources::credentials::Credentials;
-use crate::sql::{ident, literal};
+use crate::sql::ident;
+
+// Interim: adopt's bookkeeping statements still quote values; they move to bound parameters
+// in the adopt change that follows.
+fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
 
 /// Where the versions to record come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,24 +1,29 @@
-//! Running one action on one connection. Every change and its bookkeeping row are written in
-//! one transaction; a migration marked `-- neo:no-transaction` runs alone, outside a
-//! transaction, and its history row is written only after it succeeds.
+//! Running one action on one connection: the [`sql::Program`] that `plan --show-sql` shows,
+//! step by step, values bound as parameters. Every change and its bookkeeping row are
+//! written in one transaction; a migration marked `-- neo:no-transaction` runs alone,
+//! outside a transaction, and its history row is written only after it succeeded.
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 use sqlx::postgres::PgConnection;
-use sqlx::{Connection, Executor};
+use sqlx::Executor;
 
 use super::RunContext;
-use crate::desired::{ApplySettings, Desired, Migration};
-use crate::plan::{Action, MigrationStep};
-use crate::sql::{self, literal};
+use crate::desired::{Desired, Region};
+use crate::plan::Action;
+use crate::sql::{self, MigrationRun, RunValue, Statement, Step, Value};
 
-/// Why an action failed: the migration version, when it was one, and the database's error.
+/// Why an action failed: the migration version, when it was one, the database's error, and
+/// whether trying again may succeed.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{what}: {message}")]
 pub struct ActionError {
     pub what: String,
     pub version: Option<u32>,
     pub message: String,
+    /// A failure that may not happen again (a lock timeout, a deadlock, a serialization
+    /// failure, a server shutting down, a lost connection), where repeating is safe.
+    pub transient: bool,
 }
 
 impl ActionError {
@@ -27,8 +32,17 @@ impl ActionError {
             what: what.into(),
             version,
             message: e.to_string(),
+            transient: false,
         }
     }
+}
+
+/// The values of a statement that only apply knows (see [`RunValue`]).
+struct RunValues<'a> {
+    ctx: &'a RunContext,
+    run_id: i64,
+    elapsed_ms: i64,
+    error: &'a str,
 }
 
 /// Runs one action of a region. Not for `Bootstrap` and `UpdateRegistry`, which need other
@@ -36,269 +50,216 @@ impl ActionError {
 pub async fn run_action(
     conn: &mut PgConnection,
     desired: &Desired,
-    settings: &ApplySettings,
+    region: &Region,
     ctx: &RunContext,
     run_id: i64,
     action: &Action,
 ) -> Result<(), ActionError> {
     let what = super::describe(action);
-    match action {
-        Action::Migrate {
-            tenant,
-            schema_set,
-            schema,
-            from,
-            versions,
-            ..
-        } => {
-            let set = desired.schema_set(schema_set).ok_or_else(|| {
-                ActionError::new(
-                    &what,
-                    None,
-                    format!("schema set {schema_set} is not in the desired state"),
-                )
-            })?;
-            let owner = match tenant {
-                Some(t) => format!("tenant_{t}_owner"),
-                None => {
-                    if *from == 0 {
-                        in_transaction(conn, &sql::create_region_set_schema(schema), "")
-                            .await
-                            .map_err(|e| ActionError::new(&what, None, e))?;
-                    }
-                    sql::region_set_owner(schema_set)
-                }
-            };
-            for step in versions {
-                let migration = set
-                    .migration(step.version)
-                    .filter(|m| m.checksum == step.checksum)
-                    .ok_or_else(|| {
-                        ActionError::new(
-                            &what,
-                            Some(step.version),
-                            format!("{} changed since the plan was made", step.file),
-                        )
-                    })?;
-                apply_migration(
-                    conn, schema, &owner, schema_set, migration, step, settings, ctx, run_id,
-                )
-                .await
-                .map_err(|e| {
-                    ActionError::new(format!("{what}: {}", step.file), Some(step.version), e)
-                })?;
-            }
-            Ok(())
-        }
-        // Lifecycle actions: the statements `plan --show-sql` shows, and the bookkeeping row,
-        // in one transaction.
-        Action::CreateTenant { .. }
-        | Action::SuspendTenant { .. }
-        | Action::ResumeTenant { .. }
-        | Action::ArchiveTenant { .. }
-        | Action::DestroyTenant { .. } => in_transaction(
-            conn,
-            &crate::plan::render::action_sql(action, desired),
-            &lifecycle_bookkeeping(action, ctx),
-        )
-        .await
-        .map_err(|e| ActionError::new(&what, None, e)),
-        Action::Bootstrap { .. } | Action::UpdateRegistry { .. } => {
-            Err(ActionError::new(&what, None, "not run per tenant"))
-        }
+    if matches!(
+        action,
+        Action::Bootstrap { .. } | Action::UpdateRegistry { .. }
+    ) {
+        return Err(ActionError::new(&what, None, "not run per tenant"));
     }
-}
-
-fn commit_literal(ctx: &RunContext) -> String {
-    ctx.commit.as_deref().map_or("NULL".into(), literal)
-}
-
-/// The `neo_reconcile.tenants` change that goes with a lifecycle action.
-fn lifecycle_bookkeeping(action: &Action, ctx: &RunContext) -> String {
-    match action {
-        Action::CreateTenant { tenant, schema, owner_role, rw_role } => format!(
-            "INSERT INTO neo_reconcile.tenants (slug, status, schema_name, owner_role, rw_role, git_commit) \
-             VALUES ({}, 'active', {}, {}, {}, {}) \
-             ON CONFLICT (slug) DO UPDATE SET status = 'active', schema_name = EXCLUDED.schema_name, \
-             owner_role = EXCLUDED.owner_role, rw_role = EXCLUDED.rw_role, updated_at = now(), git_commit = EXCLUDED.git_commit",
-            literal(tenant),
-            literal(schema),
-            literal(owner_role),
-            literal(rw_role),
-            commit_literal(ctx)
-        ),
-        Action::SuspendTenant { tenant, .. } => set_status(tenant, "suspended", None, ctx),
-        Action::ResumeTenant { tenant, .. } => set_status(tenant, "active", None, ctx),
-        Action::ArchiveTenant { tenant, archived_schema, .. } => set_status(tenant, "archived", Some(archived_schema), ctx),
-        Action::DestroyTenant { tenant, .. } => set_status(tenant, "deleted", None, ctx),
-        _ => String::new(),
-    }
-}
-
-fn set_status(tenant: &str, status: &str, schema: Option<&str>, ctx: &RunContext) -> String {
-    let schema = schema
-        .map(|s| format!(", schema_name = {}", literal(s)))
-        .unwrap_or_default();
-    format!(
-        "UPDATE neo_reconcile.tenants SET status = {}{schema}, updated_at = now(), git_commit = {} WHERE slug = {}",
-        literal(status),
-        commit_literal(ctx),
-        literal(tenant)
-    )
-}
-
-/// Runs statements and a bookkeeping statement in one transaction.
-async fn in_transaction(
-    conn: &mut PgConnection,
-    statements: &[String],
-    bookkeeping: &str,
-) -> Result<(), sqlx::Error> {
-    let mut tx = conn.begin().await?;
-    let mut batch = statements.join(";\n");
-    if !bookkeeping.is_empty() {
-        batch.push_str(";\n");
-        batch.push_str(bookkeeping);
-    }
-    tx.execute(sqlx::raw_sql(&batch)).await?;
-    tx.commit().await
-}
-
-/// How a migration attempt ended, for its history row.
-enum Attempt<'e> {
-    /// Applied inside its transaction: timed from the transaction's start (`now()`).
-    InTransaction,
-    /// Applied outside a transaction, in this many milliseconds.
-    Alone { elapsed_ms: u128 },
-    /// Failed (and rolled back) with this error.
-    Failed { error: &'e str },
-}
-
-/// The history row of a migration attempt.
-fn history_insert(
-    schema: &str,
-    set: &str,
-    m: &Migration,
-    ctx: &RunContext,
-    run_id: i64,
-    attempt: Attempt,
-) -> String {
-    let (elapsed, success, error) = match attempt {
-        Attempt::InTransaction => (
-            "(extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint".to_string(),
-            true,
-            "NULL".to_string(),
-        ),
-        Attempt::Alone { elapsed_ms } => (elapsed_ms.to_string(), true, "NULL".to_string()),
-        Attempt::Failed { error } => ("0".to_string(), false, literal(error)),
+    let program =
+        sql::program(action, desired, region).map_err(|e| ActionError::new(&what, None, e))?;
+    let values = RunValues {
+        ctx,
+        run_id,
+        elapsed_ms: 0,
+        error: "",
     };
-    format!(
-        "INSERT INTO neo_reconcile.schema_history \
-         (target_schema, schema_set, version, description, checksum, applied_by, git_commit, execution_ms, success, run_id, error) \
-         VALUES ({}, {}, {}, {}, {}, session_user || '@' || {}, {}, {elapsed}, {success}, {run_id}, {error})",
-        literal(schema),
-        literal(set),
-        m.version,
-        literal(&m.description),
-        literal(&m.checksum),
-        literal(&ctx.host),
-        commit_literal(ctx),
-    )
+    run_steps(conn, &program.setup, &values)
+        .await
+        .map_err(|f| ActionError {
+            transient: is_transient(&f.error),
+            ..ActionError::new(&what, None, f.error)
+        })?;
+    for m in &program.migrations {
+        apply_migration(conn, m, ctx, run_id)
+            .await
+            .map_err(|e| ActionError {
+                what: format!("{what}: {}", m.file),
+                ..e
+            })?;
+    }
+    Ok(())
 }
 
-/// Applies one migration: in a transaction with its history row, or, for a
-/// `-- neo:no-transaction` migration, alone and then its history row.
-#[allow(clippy::too_many_arguments)]
+/// A step that failed, and whether a transaction was open when it did (it was rolled back).
+struct StepFailure {
+    /// The index of the failed step.
+    step: usize,
+    error: sqlx::Error,
+}
+
+/// Runs steps in order. When one fails inside a transaction, the transaction is rolled back
+/// before the failure is returned, so the connection is usable again.
+async fn run_steps(
+    conn: &mut PgConnection,
+    steps: &[Step],
+    values: &RunValues<'_>,
+) -> Result<(), StepFailure> {
+    let mut in_transaction = false;
+    for (i, step) in steps.iter().enumerate() {
+        let result = match step {
+            Step::Begin => {
+                in_transaction = true;
+                conn.execute(sqlx::raw_sql("BEGIN")).await.map(|_| ())
+            }
+            Step::Commit => {
+                in_transaction = false;
+                conn.execute(sqlx::raw_sql("COMMIT")).await.map(|_| ())
+            }
+            Step::Script { sql, .. } => conn.execute(sqlx::raw_sql(sql)).await.map(|_| ()),
+            Step::Exec(statement) => exec(conn, statement, values).await,
+            Step::Note(_) => Ok(()),
+        };
+        if let Err(error) = result {
+            if in_transaction {
+                if let Err(e) = conn.execute(sqlx::raw_sql("ROLLBACK")).await {
+                    tracing::warn!(error = %e, "Could not roll back; the connection will be replaced.");
+                }
+            }
+            return Err(StepFailure { step: i, error });
+        }
+    }
+    Ok(())
+}
+
+/// Sends one statement: fixed text as a simple query, a statement with values through the
+/// extended protocol with every value bound.
+async fn exec(
+    conn: &mut PgConnection,
+    statement: &Statement,
+    values: &RunValues<'_>,
+) -> Result<(), sqlx::Error> {
+    if statement.params.is_empty() {
+        return conn
+            .execute(sqlx::raw_sql(&statement.sql))
+            .await
+            .map(|_| ());
+    }
+    let mut query = sqlx::query(&statement.sql);
+    for value in &statement.params {
+        query = match value {
+            Value::Text(t) => query.bind(t.as_str()),
+            Value::OptText(t) => query.bind(t.as_deref()),
+            Value::Int(i) => query.bind(*i),
+            Value::TextArray(a) => query.bind(a.as_slice()),
+            Value::OptTextArray(a) => query.bind(a.as_slice()),
+            Value::IntArray(a) => query.bind(a.as_slice()),
+            Value::Run(RunValue::RunId) => query.bind(values.run_id),
+            Value::Run(RunValue::Host) => query.bind(values.ctx.host.as_str()),
+            Value::Run(RunValue::Commit) => query.bind(values.ctx.commit.as_deref()),
+            Value::Run(RunValue::ElapsedMs) => query.bind(values.elapsed_ms),
+            Value::Run(RunValue::Error) => query.bind(values.error),
+        };
+    }
+    conn.execute(query).await.map(|_| ())
+}
+
+/// Runs steps that are not part of a tenant's work (the registry update) on a connection of
+/// their own.
+pub async fn run_setup(
+    conn: &mut PgConnection,
+    steps: &[Step],
+    ctx: &RunContext,
+) -> Result<(), sqlx::Error> {
+    let values = RunValues {
+        ctx,
+        run_id: 0,
+        elapsed_ms: 0,
+        error: "",
+    };
+    run_steps(conn, steps, &values).await.map_err(|f| f.error)
+}
+
+/// Whether an error may not happen again on a later try: a lock timeout (55P03), a deadlock
+/// (40P01), a serialization failure (40001), the server shutting down or not accepting
+/// connections yet (57P01, 57P02, 57P03), too many connections (53300), a connection
+/// exception (class 08), or the connection lost on the way.
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            matches!(
+                code.as_ref(),
+                "55P03" | "40P01" | "40001" | "57P01" | "57P02" | "57P03" | "53300"
+            ) || code.starts_with("08")
+        }),
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::PoolTimedOut => true,
+        _ => false,
+    }
+}
+
+/// Whether a no-transaction statement may safely run again after it failed. `CONCURRENTLY`
+/// index builds are never repeated: an interrupted one leaves an invalid index behind, which
+/// a repeated `IF NOT EXISTS` would accept silently.
+fn safe_to_repeat(statement: &str) -> bool {
+    !statement.to_ascii_uppercase().contains("CONCURRENTLY")
+}
+
+/// Applies one migration: its steps, and on failure what [`MigrationRun::on_failure`] says.
 async fn apply_migration(
     conn: &mut PgConnection,
-    schema: &str,
-    owner: &str,
-    set: &str,
-    m: &Migration,
-    step: &MigrationStep,
-    settings: &ApplySettings,
+    m: &MigrationRun,
     ctx: &RunContext,
     run_id: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), ActionError> {
     let started = Instant::now();
-    let result: Result<(), sqlx::Error> = if step.no_transaction {
-        async {
-            // Alone, outside a transaction: each statement runs by itself (CREATE INDEX
-            // CONCURRENTLY refuses a transaction block). Session settings are reset afterwards,
-            // whatever happens.
-            let preamble = sql::no_transaction_preamble(schema, owner, settings).join(";\n");
-            conn.execute(sqlx::raw_sql(&preamble)).await?;
-            let mut ran = Ok(());
-            for statement in sql::split_statements(&m.sql) {
-                if let Err(e) = conn.execute(sqlx::raw_sql(&statement)).await {
-                    ran = Err(e);
-                    break;
-                }
-            }
-            let reset = conn
-                .execute(sqlx::raw_sql(&sql::reset_session().join(";\n")))
-                .await;
-            ran?;
-            reset?;
-            conn.execute(sqlx::raw_sql(&history_insert(
-                schema,
-                set,
-                m,
-                ctx,
-                run_id,
-                Attempt::Alone {
-                    elapsed_ms: started.elapsed().as_millis(),
-                },
-            )))
-            .await
-            .map(|_| ())
-        }
-        .await
-    } else {
-        async {
-            let mut tx = conn.begin().await?;
-            // The migration's text is followed by a newline so that a trailing comment cannot
-            // swallow what comes after it.
-            let batch = format!(
-                "{};\n{}\n;\nRESET ROLE;\n{}",
-                sql::migration_preamble(schema, owner, settings).join(";\n"),
-                m.sql,
-                history_insert(schema, set, m, ctx, run_id, Attempt::InTransaction)
-            );
-            match tx.execute(sqlx::raw_sql(&batch)).await {
-                Ok(_) => tx.commit().await,
-                Err(e) => {
-                    tx.rollback().await.ok();
-                    Err(e)
-                }
-            }
-        }
-        .await
+    let mut values = RunValues {
+        ctx,
+        run_id,
+        elapsed_ms: 0,
+        error: "",
     };
-    match &result {
-        Ok(()) => tracing::info!(
-            schema = %schema, schema_set = %set, version = m.version, elapsed_ms = started.elapsed().as_millis() as u64,
-            "Applied migration."
-        ),
-        Err(e) => {
-            tracing::error!(schema = %schema, schema_set = %set, version = m.version, error = %e, "Migration failed; rolled back.");
-            record_failure(conn, schema, set, m, ctx, run_id, &e.to_string()).await;
+    // The last step writes the history row; for a no-transaction migration it is bound with
+    // the time the statements took.
+    let (body, history) = m
+        .steps
+        .split_at(m.steps.len() - usize::from(m.no_transaction));
+    let mut result = run_steps(conn, body, &values).await;
+    if result.is_ok() && m.no_transaction {
+        values.elapsed_ms = started.elapsed().as_millis() as i64;
+        result = run_steps(conn, history, &values)
+            .await
+            .map_err(|f| StepFailure {
+                step: f.step + body.len(),
+                ..f
+            });
+    }
+    let failure = match result {
+        Ok(()) => {
+            tracing::info!(file = %m.file, version = m.version, elapsed_ms = started.elapsed().as_millis() as u64, "Applied migration.");
+            return Ok(());
         }
+        Err(f) => f,
+    };
+    let message = failure.error.to_string();
+    // A no-transaction migration repeats safely only when none of its statements completed
+    // and the one that failed may run again.
+    let completed_scripts = m.steps[..failure.step]
+        .iter()
+        .filter(|s| matches!(s, Step::Script { .. }))
+        .count();
+    let transient = is_transient(&failure.error)
+        && (!m.no_transaction
+            || (completed_scripts == 0
+                && matches!(&m.steps[failure.step], Step::Script { sql, .. } if safe_to_repeat(sql))));
+    if m.no_transaction {
+        tracing::error!(file = %m.file, version = m.version, statements_completed = completed_scripts, error = %message, "No-transaction migration failed; the statements that completed stay.");
+    } else {
+        tracing::error!(file = %m.file, version = m.version, error = %message, "Migration failed; rolled back.");
     }
-    result
-}
-
-/// Records a failed attempt for the audit trail (best effort: the failure is reported anyway).
-async fn record_failure(
-    conn: &mut PgConnection,
-    schema: &str,
-    set: &str,
-    m: &Migration,
-    ctx: &RunContext,
-    run_id: i64,
-    error: &str,
-) {
-    let q = history_insert(schema, set, m, ctx, run_id, Attempt::Failed { error });
-    if let Err(e) = conn.execute(sqlx::raw_sql(&q)).await {
-        tracing::warn!(error = %e, "Could not record the failed migration in schema_history.");
+    values.error = &message;
+    if let Err(f) = run_steps(conn, &m.on_failure, &values).await {
+        tracing::warn!(file = %m.file, error = %f.error, "Could not record the failed attempt in schema_history.");
     }
+    Err(ActionError {
+        what: m.file.clone(),
+        version: Some(m.version),
+        message,
+        transient,
+    })
 }

@@ -13,8 +13,7 @@ use sqlx::Row;
 
 use super::RunContext;
 
-/// The advisory lock key of neo-reconcile's region lock ("neo-reco" in ASCII).
-pub const REGION_LOCK_KEY: i64 = 0x6e65_6f2d_7265_636f;
+pub use crate::sql::{REGION_LOCK_KEY, REGISTRY_LOCK_KEY};
 
 /// How often a waiter tries the lock again.
 const RETRY_EVERY: Duration = Duration::from_millis(200);

@@ -27,7 +27,7 @@ use crate::observed::postgres::{connect, observe_region};
 use crate::observed::{Observed, RegionObservation};
 use crate::plan::{self, Action, Plan, PlanOptions, RegionPlan, BOOKKEEPING_SCHEMA};
 use crate::sources::credentials::{Credentials, DbCredentials};
-use crate::sql::{self, ident};
+use crate::sql;
 use lock::RegionLock;
 
 /// Who runs this apply, for the audit trail and the lock holder row.
@@ -288,7 +288,7 @@ pub async fn apply(
             .flat_map(|r| &r.actions)
             .any(|a| matches!(a, Action::UpdateRegistry { .. }));
     if touched {
-        report.registry = Some(update_registry(desired, options, credentials).await);
+        report.registry = Some(update_registry(desired, options, credentials, ctx).await);
     }
     report
 }
@@ -442,10 +442,9 @@ async fn apply_locked(
     {
         let result = match worker_connection(region, creds).await {
             Ok(mut conn) => {
-                let result =
-                    execute::run_action(&mut conn, desired, &region.apply, ctx, run_id, action)
-                        .await
-                        .map_err(|e| e.to_string());
+                let result = execute::run_action(&mut conn, desired, region, ctx, run_id, action)
+                    .await
+                    .map_err(|e| e.to_string());
                 conn.close().await.ok();
                 result
             }
@@ -635,7 +634,7 @@ impl TenantRunner<'_> {
                 match execute::run_action(
                     c,
                     self.desired,
-                    &self.region.apply,
+                    self.region,
                     self.ctx,
                     self.run_id,
                     action,
@@ -681,10 +680,7 @@ async fn bootstrap(
 ) -> Result<(), String> {
     if create_database {
         lock_conn
-            .execute(sqlx::raw_sql(&format!(
-                "CREATE DATABASE {}",
-                ident(database)
-            )))
+            .execute(sqlx::raw_sql(&sql::create_database(database).sql))
             .await
             .map_err(|e| e.to_string())?;
     }
@@ -692,12 +688,9 @@ async fn bootstrap(
         .await
         .map_err(|e| e.to_string())?;
     let result = async {
-        conn.execute(sqlx::raw_sql(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {0}; SET search_path TO {0}",
-            ident(schema)
-        )))
-        .await
-        .map_err(|e| e.to_string())?;
+        conn.execute(sqlx::raw_sql(&sql::bootstrap_schema(schema).sql))
+            .await
+            .map_err(|e| e.to_string())?;
         let migrator = if schema == BOOKKEEPING_SCHEMA {
             bookkeeping::region()
         } else {
@@ -759,6 +752,7 @@ async fn update_registry(
     desired: &Desired,
     options: &PlanOptions,
     credentials: &dyn Credentials,
+    ctx: &RunContext,
 ) -> Result<usize, String> {
     let regions = engine::regions_to_observe(desired, options);
     let observed = crate::observed::postgres::observe(desired, &regions, credentials).await;
@@ -776,21 +770,7 @@ async fn update_registry(
     let mut conn = connect(&region.postgres, &database, &creds)
         .await
         .map_err(|e| e.to_string())?;
-    let result = async {
-        let mut tx = conn.begin().await?;
-        // One registry writer at a time, released at commit.
-        tx.execute(sqlx::raw_sql(&format!(
-            "SELECT pg_advisory_xact_lock({})",
-            lock::REGION_LOCK_KEY ^ 1
-        )))
-        .await?;
-        let statements = sql::registry_update(&upsert, &delete);
-        if !statements.is_empty() {
-            tx.execute(sqlx::raw_sql(&statements.join(";\n"))).await?;
-        }
-        tx.commit().await
-    }
-    .await;
+    let result = execute::run_setup(&mut conn, &sql::registry_update(&upsert, &delete), ctx).await;
     conn.close().await.ok();
     result.map_err(|e| e.to_string())?;
     tracing::info!(

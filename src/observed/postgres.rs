@@ -55,6 +55,10 @@ pub enum ObserveError {
 
 /// Connection options for a region's endpoint. The password goes into the driver only; these
 /// options are never logged.
+///
+/// Every session runs with `standard_conforming_strings = on`, set at connection start so it
+/// wins over a database's or role's `off`: a second wall behind bound parameters, so that a
+/// backslash can never end a string literal early.
 pub fn connect_options(
     endpoint: &Endpoint,
     database: &str,
@@ -74,6 +78,7 @@ pub fn connect_options(
             SslMode::VerifyFull => PgSslMode::VerifyFull,
         })
         .application_name(APPLICATION_NAME)
+        .options([("standard_conforming_strings", "on")])
 }
 
 /// Opens one connection, with a timeout, naming the endpoint (never the password) on error.

@@ -8,7 +8,7 @@ use similar::udiff::UnifiedHunkHeader;
 use similar::{group_diff_ops, DiffOp};
 
 use super::{Action, Plan, RegionPlan, Summary};
-use crate::desired::{Desired, Scope};
+use crate::desired::{Desired, Region};
 use crate::sql;
 
 /// Options of the text rendering.
@@ -99,8 +99,12 @@ fn region_text(out: &mut String, region: &RegionPlan, desired: &Desired, options
             }
             _ => {}
         }
-        if options.show_sql {
-            for stmt in action_sql(action, desired) {
+        if let Some(region) = options
+            .show_sql
+            .then(|| desired.regions.get(&region.name))
+            .flatten()
+        {
+            for stmt in action_sql(action, desired, region) {
                 for line in stmt.lines() {
                     let _ = writeln!(out, "        | {line}");
                 }
@@ -158,113 +162,12 @@ pub fn action_line(action: &Action) -> String {
     }
 }
 
-/// The statements an action runs, as apply runs them.
-pub fn action_sql(action: &Action, desired: &Desired) -> Vec<String> {
-    match action {
-        Action::Bootstrap {
-            database,
-            schema,
-            create_database,
-            from,
-            to,
-        } => {
-            let mut v = Vec::new();
-            if *create_database {
-                v.push(format!("CREATE DATABASE {}", sql::ident(database)));
-            }
-            v.push(format!(
-                "CREATE SCHEMA IF NOT EXISTS {}",
-                sql::ident(schema)
-            ));
-            v.push(format!(
-                "-- neo-reconcile's embedded migrations {} to {to} of schema {schema}",
-                from + 1
-            ));
-            v
-        }
-        Action::Migrate {
-            tenant,
-            schema_set,
-            schema,
-            from,
-            versions,
-            ..
-        } => {
-            let region_settings = desired
-                .tenants
-                .get(tenant.as_deref().unwrap_or(""))
-                .and_then(|t| desired.regions.get(&t.region))
-                .map(|r| r.apply.clone())
-                .unwrap_or_default();
-            let owner = match tenant {
-                Some(t) => desired
-                    .tenants
-                    .get(t)
-                    .map_or_else(|| format!("tenant_{t}_owner"), |t| t.owner_role()),
-                None => sql::region_set_owner(schema_set),
-            };
-            let set = desired.schema_set(schema_set);
-            let mut v = Vec::new();
-            if tenant.is_none() && *from == 0 && set.is_some_and(|s| s.scope == Scope::Region) {
-                v.extend(sql::create_region_set_schema(schema));
-            }
-            for step in versions {
-                let body = set.and_then(|s| s.migration(step.version)).map_or_else(
-                    || format!("-- {}", step.file),
-                    |m| m.sql.trim_end().to_string(),
-                );
-                if step.no_transaction {
-                    v.push(format!("-- {} (no transaction)", step.file));
-                    v.extend(sql::no_transaction_preamble(
-                        schema,
-                        &owner,
-                        &region_settings,
-                    ));
-                    v.push(body);
-                    v.extend(sql::reset_session());
-                } else {
-                    v.push(format!("BEGIN -- {}", step.file));
-                    v.extend(sql::migration_preamble(schema, &owner, &region_settings));
-                    v.push(body);
-                    v.push("RESET ROLE".into());
-                }
-                v.push(format!(
-                    "INSERT INTO neo_reconcile.schema_history (...) VALUES ({}, {}, {}, ...)",
-                    sql::literal(schema),
-                    sql::literal(schema_set),
-                    step.version
-                ));
-                if !step.no_transaction {
-                    v.push("COMMIT".into());
-                }
-            }
-            v
-        }
-        Action::CreateTenant {
-            schema,
-            owner_role,
-            rw_role,
-            ..
-        } => sql::create_tenant(schema, owner_role, rw_role),
-        Action::SuspendTenant {
-            schema, rw_role, ..
-        } => sql::suspend_tenant(schema, rw_role),
-        Action::ResumeTenant {
-            schema, rw_role, ..
-        } => sql::resume_tenant(schema, rw_role),
-        Action::ArchiveTenant {
-            schema,
-            archived_schema,
-            rw_role,
-            ..
-        } => sql::archive_tenant(schema, archived_schema, rw_role),
-        Action::DestroyTenant {
-            schema,
-            owner_role,
-            rw_role,
-            ..
-        } => sql::destroy_tenant(schema, owner_role, rw_role),
-        Action::UpdateRegistry { upsert, delete, .. } => sql::registry_update(upsert, delete),
+/// The statements an action runs, exactly as apply runs them (see [`sql::program`]), for
+/// `--show-sql`.
+pub fn action_sql(action: &Action, desired: &Desired, region: &Region) -> Vec<String> {
+    match sql::program(action, desired, region) {
+        Ok(program) => program.render(),
+        Err(e) => vec![format!("-- cannot show the statements: {e}")],
     }
 }
 

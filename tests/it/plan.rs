@@ -276,9 +276,17 @@ fn plan_output_formats_and_saved_plan() {
         "{}",
         sql.stdout
     );
+    // Values are bound parameters, shown under their statement.
+    assert!(
+        sql.stdout.contains(
+            "| SELECT set_config('search_path', $1, true), set_config('lock_timeout', $2, true)"
+        ),
+        "{}",
+        sql.stdout
+    );
     assert!(
         sql.stdout
-            .contains("| SET LOCAL search_path TO \"tenant_globex\""),
+            .contains("|   -- $1 = \"\\\"tenant_globex\\\"\", $2 = \"5000ms\""),
         "{}",
         sql.stdout
     );

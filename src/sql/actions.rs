@@ -1,0 +1,457 @@
+//! The builder: one plan action in, the steps apply runs out. `plan --show-sql` renders the
+//! same [`Program`], so the two cannot drift apart.
+
+use super::{ident, RunValue, Statement, Step, Value};
+use crate::desired::{ApplySettings, Desired, Migration, Region, Scope};
+use crate::observed::RegistryRow;
+use crate::plan::{Action, MigrationStep};
+
+/// What apply runs for one action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Program {
+    /// Steps before any migration (the whole program for every action but `migrate`).
+    pub setup: Vec<Step>,
+    /// The migrations of a `migrate` action, in order.
+    pub migrations: Vec<MigrationRun>,
+}
+
+/// One migration: its steps, and what runs when one of them fails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationRun {
+    pub version: u32,
+    pub file: String,
+    /// `-- neo:no-transaction`: the steps run outside a transaction, one statement at a time.
+    pub no_transaction: bool,
+    pub steps: Vec<Step>,
+    /// Runs after a failed step (after `ROLLBACK` when the migration ran in a transaction):
+    /// resets the session where needed and records the failed attempt.
+    pub on_failure: Vec<Step>,
+}
+
+impl Program {
+    /// Every step in the order apply runs them when nothing fails.
+    pub fn steps(&self) -> impl Iterator<Item = &Step> {
+        self.setup
+            .iter()
+            .chain(self.migrations.iter().flat_map(|m| &m.steps))
+    }
+
+    /// The program as `plan --show-sql` prints it.
+    pub fn render(&self) -> Vec<String> {
+        let mut out = super::render_steps(&self.setup);
+        for m in &self.migrations {
+            out.extend(super::render_steps(&m.steps));
+            out.push(if m.no_transaction {
+                "-- on failure: the session is reset and the attempt recorded (success = false); statements that completed stay".into()
+            } else {
+                "-- on failure: ROLLBACK, then the attempt is recorded (success = false)".into()
+            });
+        }
+        out
+    }
+}
+
+/// Why an action has no program: the desired state does not hold what the plan names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ProgramError(pub String);
+
+/// The owner role of a region-scope set's schema.
+pub fn region_set_owner(set: &str) -> String {
+    format!("{set}_owner")
+}
+
+/// The program of one action in `region`. Bootstrap and registry actions run on connections
+/// of their own (see [`bootstrap_schema`], [`registry_update`]); their program is what
+/// `--show-sql` shows for them.
+pub fn program(
+    action: &Action,
+    desired: &Desired,
+    region: &Region,
+) -> Result<Program, ProgramError> {
+    let setup_only = |setup: Vec<Step>| {
+        Ok(Program {
+            setup,
+            migrations: Vec::new(),
+        })
+    };
+    match action {
+        Action::Bootstrap {
+            database,
+            schema,
+            create_database: create,
+            from,
+            to,
+        } => {
+            let mut steps = Vec::new();
+            if *create {
+                steps.push(Step::Exec(create_database(database)));
+            }
+            steps.push(Step::Exec(bootstrap_schema(schema)));
+            steps.push(Step::Note(format!(
+                "neo-reconcile's embedded migrations {} to {to} of schema {schema}, in database {database}",
+                from + 1
+            )));
+            setup_only(steps)
+        }
+        Action::Migrate {
+            tenant,
+            schema_set,
+            schema,
+            from,
+            versions,
+            ..
+        } => {
+            let set = desired.schema_set(schema_set).ok_or_else(|| {
+                ProgramError(format!(
+                    "schema set {schema_set} is not in the desired state"
+                ))
+            })?;
+            let owner = match tenant {
+                Some(t) => desired
+                    .tenants
+                    .get(t)
+                    .map_or_else(|| format!("tenant_{t}_owner"), |t| t.owner_role()),
+                None => region_set_owner(schema_set),
+            };
+            let mut setup = Vec::new();
+            if tenant.is_none() && *from == 0 && set.scope == Scope::Region {
+                setup = create_region_set_schema(schema);
+            }
+            let migrations = versions
+                .iter()
+                .map(|step| {
+                    let m = set
+                        .migration(step.version)
+                        .filter(|m| m.checksum == step.checksum)
+                        .ok_or_else(|| {
+                            ProgramError(format!("{} changed since the plan was made", step.file))
+                        })?;
+                    Ok(migration_run(schema, &owner, schema_set, m, step, &region.apply))
+                })
+                .collect::<Result<_, ProgramError>>()?;
+            Ok(Program { setup, migrations })
+        }
+        Action::CreateTenant {
+            tenant,
+            schema,
+            owner_role,
+            rw_role,
+        } => setup_only(in_transaction(
+            create_tenant(schema, owner_role, rw_role),
+            Statement::with(
+                "INSERT INTO neo_reconcile.tenants (slug, status, schema_name, owner_role, rw_role, git_commit) \
+                 VALUES ($1, 'active', $2, $3, $4, $5) \
+                 ON CONFLICT (slug) DO UPDATE SET status = 'active', schema_name = EXCLUDED.schema_name, \
+                 owner_role = EXCLUDED.owner_role, rw_role = EXCLUDED.rw_role, updated_at = now(), git_commit = EXCLUDED.git_commit",
+                vec![
+                    Value::Text(tenant.clone()),
+                    Value::Text(schema.clone()),
+                    Value::Text(owner_role.clone()),
+                    Value::Text(rw_role.clone()),
+                    Value::Run(RunValue::Commit),
+                ],
+            ),
+        )),
+        Action::SuspendTenant {
+            tenant,
+            schema,
+            rw_role,
+        } => setup_only(in_transaction(
+            format!("REVOKE USAGE ON SCHEMA {} FROM {}", ident(schema), ident(rw_role)),
+            set_status(tenant, "suspended", None),
+        )),
+        Action::ResumeTenant {
+            tenant,
+            schema,
+            rw_role,
+        } => setup_only(in_transaction(
+            format!("GRANT USAGE ON SCHEMA {} TO {}", ident(schema), ident(rw_role)),
+            set_status(tenant, "active", None),
+        )),
+        Action::ArchiveTenant {
+            tenant,
+            schema,
+            archived_schema,
+            rw_role,
+        } => setup_only(in_transaction(
+            format!(
+                "ALTER SCHEMA {} RENAME TO {};\nREVOKE USAGE ON SCHEMA {} FROM {}",
+                ident(schema),
+                ident(archived_schema),
+                ident(archived_schema),
+                ident(rw_role)
+            ),
+            set_status(tenant, "archived", Some(archived_schema)),
+        )),
+        Action::DestroyTenant {
+            tenant,
+            schema,
+            owner_role,
+            rw_role,
+        } => {
+            // Dropping the schema also removes the rw role's grants and default privileges
+            // there; `DROP OWNED` catches anything the owner role still owns elsewhere in
+            // this database.
+            let (o, r) = (ident(owner_role), ident(rw_role));
+            setup_only(in_transaction(
+                format!(
+                    "DROP SCHEMA IF EXISTS {} CASCADE;\nDROP OWNED BY {o};\nDROP ROLE IF EXISTS {r};\nDROP ROLE IF EXISTS {o}",
+                    ident(schema)
+                ),
+                set_status(tenant, "deleted", None),
+            ))
+        }
+        Action::UpdateRegistry { upsert, delete, .. } => {
+            setup_only(registry_update(upsert, delete))
+        }
+    }
+}
+
+/// Fixed DDL and the bookkeeping row that goes with it, in one transaction.
+fn in_transaction(ddl: String, bookkeeping: Statement) -> Vec<Step> {
+    vec![
+        Step::Begin,
+        Step::Exec(Statement::fixed(ddl)),
+        Step::Exec(bookkeeping),
+        Step::Commit,
+    ]
+}
+
+fn set_status(tenant: &str, status: &str, schema: Option<&str>) -> Statement {
+    Statement::with(
+        "UPDATE neo_reconcile.tenants SET status = $2, schema_name = coalesce($3, schema_name), \
+         updated_at = now(), git_commit = $4 WHERE slug = $1",
+        vec![
+            Value::Text(tenant.into()),
+            Value::Text(status.into()),
+            Value::OptText(schema.map(str::to_string)),
+            Value::Run(RunValue::Commit),
+        ],
+    )
+}
+
+/// `CREATE DATABASE`, run on a connection to the region's own database.
+pub fn create_database(database: &str) -> Statement {
+    Statement::fixed(format!("CREATE DATABASE {}", ident(database)))
+}
+
+/// Creates one of neo-reconcile's own schemas and puts it on the session's search path,
+/// where sqlx's migrator keeps its `_sqlx_migrations` table.
+pub fn bootstrap_schema(schema: &str) -> Statement {
+    Statement::fixed(format!(
+        "CREATE SCHEMA IF NOT EXISTS {0};\nSET search_path TO {0}",
+        ident(schema)
+    ))
+}
+
+/// Creates a tenant's roles and schema, and the grants that let its rw role use every object
+/// the owner role will create (fixed text: identifiers only).
+pub fn create_tenant(schema: &str, owner: &str, rw: &str) -> String {
+    let (s, o, r) = (ident(schema), ident(owner), ident(rw));
+    [
+        format!("CREATE ROLE {o} NOLOGIN"),
+        format!("CREATE ROLE {r} NOLOGIN"),
+        // The login role applies migrations under SET ROLE, so it must be a member.
+        format!("GRANT {o} TO CURRENT_USER"),
+        format!("CREATE SCHEMA {s} AUTHORIZATION {o}"),
+        format!("REVOKE ALL ON SCHEMA {s} FROM PUBLIC"),
+        format!("GRANT USAGE ON SCHEMA {s} TO {r}"),
+        format!("ALTER DEFAULT PRIVILEGES FOR ROLE {o} IN SCHEMA {s} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {r}"),
+        format!("ALTER DEFAULT PRIVILEGES FOR ROLE {o} IN SCHEMA {s} GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {r}"),
+        format!("ALTER DEFAULT PRIVILEGES FOR ROLE {o} IN SCHEMA {s} GRANT EXECUTE ON FUNCTIONS TO {r}"),
+    ]
+    .join(";\n")
+}
+
+/// Creates a region-scope set's owner role and schema, if they do not exist yet. The role's
+/// name reaches the `DO` block as a bound, transaction-local setting, quoted there by
+/// `format('%I')`.
+fn create_region_set_schema(schema: &str) -> Vec<Step> {
+    let owner = region_set_owner(schema);
+    vec![
+        Step::Begin,
+        Step::Exec(Statement::with(
+            "SELECT set_config('neo_reconcile.role', $1, true)",
+            vec![Value::Text(owner.clone())],
+        )),
+        Step::Exec(Statement::fixed(format!(
+            "DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = current_setting('neo_reconcile.role')) \
+             THEN EXECUTE format('CREATE ROLE %I NOLOGIN', current_setting('neo_reconcile.role')); END IF; END$$;\n\
+             GRANT {o} TO CURRENT_USER;\n\
+             CREATE SCHEMA IF NOT EXISTS {s} AUTHORIZATION {o}",
+            o = ident(&owner),
+            s = ident(schema)
+        ))),
+        Step::Commit,
+    ]
+}
+
+/// The settings a migration runs under: the target schema alone on the search path, the
+/// region's timeouts, and the owner role. `local`: only for the current transaction.
+fn session_settings(schema: &str, owner: &str, settings: &ApplySettings, local: bool) -> Statement {
+    let millis = |d: std::time::Duration| Value::Text(format!("{}ms", d.as_millis()));
+    Statement::with(
+        format!(
+            "SELECT set_config('search_path', $1, {local}), set_config('lock_timeout', $2, {local}), \
+             set_config('statement_timeout', $3, {local}), set_config('role', $4, {local})"
+        ),
+        vec![
+            Value::Text(ident(schema)),
+            millis(settings.lock_timeout),
+            millis(settings.statement_timeout),
+            Value::Text(owner.to_string()),
+        ],
+    )
+}
+
+/// Undoes the session settings of a `-- neo:no-transaction` migration.
+fn reset_session() -> Statement {
+    Statement::fixed(
+        "RESET ROLE;\nRESET search_path;\nRESET lock_timeout;\nRESET statement_timeout",
+    )
+}
+
+/// How a migration attempt ended, for its history row.
+#[derive(Clone, Copy)]
+enum Attempt {
+    /// Applied inside its transaction: timed from the transaction's start (`now()`).
+    InTransaction,
+    /// Applied outside a transaction; the time is bound when apply knows it.
+    Alone,
+    /// Failed; the error text is bound when apply knows it.
+    Failed,
+}
+
+/// The history row of a migration attempt.
+fn history_insert(schema: &str, set: &str, m: &Migration, attempt: Attempt) -> Statement {
+    let (elapsed, success, error) = match attempt {
+        Attempt::InTransaction => (
+            "(extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint",
+            "true",
+            "NULL",
+        ),
+        Attempt::Alone => ("$9", "true", "NULL"),
+        Attempt::Failed => ("0", "false", "$9"),
+    };
+    let mut params = vec![
+        Value::Text(schema.into()),
+        Value::Text(set.into()),
+        Value::Int(m.version.into()),
+        Value::Text(m.description.clone()),
+        Value::Text(m.checksum.clone()),
+        Value::Run(RunValue::Host),
+        Value::Run(RunValue::Commit),
+        Value::Run(RunValue::RunId),
+    ];
+    match attempt {
+        Attempt::InTransaction => {}
+        Attempt::Alone => params.push(Value::Run(RunValue::ElapsedMs)),
+        Attempt::Failed => params.push(Value::Run(RunValue::Error)),
+    }
+    Statement::with(
+        format!(
+            "INSERT INTO neo_reconcile.schema_history \
+             (target_schema, schema_set, version, description, checksum, applied_by, git_commit, execution_ms, success, run_id, error) \
+             VALUES ($1, $2, $3::int, $4, $5, session_user || '@' || $6, $7, {elapsed}, {success}, $8, {error})"
+        ),
+        params,
+    )
+}
+
+/// One migration's steps: in a transaction with its history row, or, for a
+/// `-- neo:no-transaction` migration, its statements one by one and then its history row.
+fn migration_run(
+    schema: &str,
+    owner: &str,
+    set: &str,
+    m: &Migration,
+    step: &MigrationStep,
+    settings: &ApplySettings,
+) -> MigrationRun {
+    let failed = Step::Exec(history_insert(schema, set, m, Attempt::Failed));
+    let (steps, on_failure) = if step.no_transaction {
+        let statements = super::split_statements(&m.sql);
+        let n = statements.len();
+        let mut steps = vec![Step::Exec(session_settings(schema, owner, settings, false))];
+        steps.extend(
+            statements
+                .into_iter()
+                .enumerate()
+                .map(|(i, sql)| Step::Script {
+                    file: format!("{} (statement {} of {n}, no transaction)", m.file, i + 1),
+                    sql,
+                }),
+        );
+        steps.push(Step::Exec(reset_session()));
+        steps.push(Step::Exec(history_insert(schema, set, m, Attempt::Alone)));
+        (steps, vec![Step::Exec(reset_session()), failed])
+    } else {
+        let steps = vec![
+            Step::Begin,
+            Step::Exec(session_settings(schema, owner, settings, true)),
+            Step::Script {
+                file: m.file.clone(),
+                sql: m.sql.clone(),
+            },
+            Step::Exec(Statement::fixed("RESET ROLE")),
+            Step::Exec(history_insert(schema, set, m, Attempt::InTransaction)),
+            Step::Commit,
+        ];
+        (steps, vec![failed])
+    };
+    MigrationRun {
+        version: m.version,
+        file: m.file.clone(),
+        no_transaction: step.no_transaction,
+        steps,
+        on_failure,
+    }
+}
+
+/// The registry change in one transaction: every upserted row in one statement (arrays bound
+/// as parameters and unnested by the server), every deleted slug in another.
+pub fn registry_update(upsert: &[RegistryRow], delete: &[String]) -> Vec<Step> {
+    // One registry writer at a time: a transaction-level lock, released at commit.
+    let mut steps = vec![
+        Step::Begin,
+        Step::Exec(Statement::with(
+            "SELECT pg_advisory_xact_lock($1)",
+            vec![Value::Int(super::REGISTRY_LOCK_KEY)],
+        )),
+    ];
+    if !upsert.is_empty() {
+        let col =
+            |f: &dyn Fn(&RegistryRow) -> String| Value::TextArray(upsert.iter().map(f).collect());
+        steps.push(Step::Exec(Statement::with(
+            "INSERT INTO admin.database_connections (tenant_slug, region, host, port, database_name, schema_name, status, schema_versions, updated_at, git_commit) \
+             SELECT tenant_slug, region, host, port, database_name, schema_name, status, schema_versions::jsonb, now(), git_commit \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[]) \
+             AS u(tenant_slug, region, host, port, database_name, schema_name, status, schema_versions, git_commit) \
+             ON CONFLICT (tenant_slug) DO UPDATE SET region = EXCLUDED.region, host = EXCLUDED.host, port = EXCLUDED.port, \
+             database_name = EXCLUDED.database_name, schema_name = EXCLUDED.schema_name, status = EXCLUDED.status, \
+             schema_versions = EXCLUDED.schema_versions, updated_at = now(), git_commit = EXCLUDED.git_commit",
+            vec![
+                col(&|r| r.tenant.clone()),
+                col(&|r| r.region.clone()),
+                col(&|r| r.host.clone()),
+                Value::IntArray(upsert.iter().map(|r| i32::from(r.port)).collect()),
+                col(&|r| r.database.clone()),
+                col(&|r| r.schema.clone()),
+                col(&|r| r.status.as_str().to_string()),
+                col(&|r| {
+                    serde_json::to_string(&r.schema_versions).expect("a map of versions serializes")
+                }),
+                Value::OptTextArray(upsert.iter().map(|r| r.commit.clone()).collect()),
+            ],
+        )));
+    }
+    if !delete.is_empty() {
+        steps.push(Step::Exec(Statement::with(
+            "DELETE FROM admin.database_connections WHERE tenant_slug = ANY($1::text[])",
+            vec![Value::TextArray(delete.to_vec())],
+        )));
+    }
+    steps.push(Step::Commit);
+    steps
+}
