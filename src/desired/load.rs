@@ -11,12 +11,12 @@
 //!    is read again: one file can report many such mistakes.
 //!
 //! Then the rules that span files are checked (regions, tenants, schema sets, migrations).
+//! The settings and their durations are checked in [`super::settings`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -24,10 +24,11 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::diagnostic::{Diagnostic, Diagnostics, SourceText};
-use super::raw::{RawApply, RawCredentials, RawNeo, RawRegion, RawSchemaSet, RawTenant};
+use super::raw::{RawCredentials, RawNeo, RawRegion, RawSchemaSet, RawTenant};
+use super::settings;
 use super::{
-    ApplySettings, ControlPlane, CredentialSource, Desired, Endpoint, Migration, Policy, Region,
-    SchemaSet, Scope, SslMode, Tenant, TenantStatus,
+    ControlPlane, CredentialSource, Desired, Endpoint, Migration, Policy, Region, SchemaSet, Scope,
+    SslMode, Tenant, TenantStatus,
 };
 
 /// The outcome of reading a tree: the validated state when there is no error, and every
@@ -173,13 +174,11 @@ impl Cx {
         let mut policy = None;
         if let Some((src, neo)) = &neo {
             control_plane = self.check_control_plane(src, neo, &known_regions);
-            policy = Some(Policy {
-                allow_destroy: neo
-                    .policy
-                    .as_ref()
-                    .and_then(|p| p.get_ref().allow_destroy.as_ref())
-                    .is_some_and(|b| *b.get_ref()),
-            });
+            policy = Some(settings::check_policy(
+                &mut self.diags,
+                src,
+                neo.policy.as_ref(),
+            ));
             if *neo.format_version.get_ref() != 1 {
                 self.diags.error(
                     src,
@@ -390,7 +389,7 @@ impl Cx {
         };
 
         let credentials = self.check_credentials(src, &raw.credentials);
-        let apply = self.check_apply(src, raw.apply.as_ref());
+        let apply = settings::check_apply(&mut self.diags, src, raw.apply.as_ref());
 
         if !ok {
             return None;
@@ -462,81 +461,6 @@ impl Cx {
             "vault_database_role" => CredentialSource::VaultDatabaseRole(v.clone()),
             _ => CredentialSource::Env(v.clone()),
         })
-    }
-
-    fn check_apply(
-        &mut self,
-        src: &SourceText,
-        apply: Option<&Spanned<RawApply>>,
-    ) -> Option<ApplySettings> {
-        let mut settings = ApplySettings::default();
-        let Some(apply) = apply else {
-            return Some(settings);
-        };
-        let a = apply.get_ref();
-        let mut ok = true;
-        for (field, value, slot) in [
-            (
-                "apply.max_parallel",
-                &a.max_parallel,
-                &mut settings.max_parallel,
-            ),
-            (
-                "apply.max_failures",
-                &a.max_failures,
-                &mut settings.max_failures,
-            ),
-        ] {
-            if let Some(v) = value {
-                match u32::try_from(*v.get_ref()) {
-                    Ok(n) if (1..=1024).contains(&n) => *slot = n,
-                    _ => {
-                        ok = false;
-                        self.diags.error(
-                            src,
-                            v.span(),
-                            field,
-                            format!(
-                                "{} is out of range: use a whole number from 1 to 1024",
-                                v.get_ref()
-                            ),
-                        );
-                    }
-                }
-            }
-        }
-        for (field, value, slot) in [
-            (
-                "apply.lock_timeout",
-                &a.lock_timeout,
-                &mut settings.lock_timeout,
-            ),
-            (
-                "apply.statement_timeout",
-                &a.statement_timeout,
-                &mut settings.statement_timeout,
-            ),
-            ("apply.lock_wait", &a.lock_wait, &mut settings.lock_wait),
-        ] {
-            if let Some(v) = value {
-                match parse_duration(v.get_ref()) {
-                    Some(d) => *slot = d,
-                    None => {
-                        ok = false;
-                        self.diags.error(
-                            src,
-                            v.span(),
-                            field,
-                            format!(
-                                "invalid duration {:?}: use a positive whole number followed by ms, s, min or h, such as \"5s\"",
-                                v.get_ref()
-                            ),
-                        );
-                    }
-                }
-            }
-        }
-        ok.then_some(settings)
     }
 
     /// Checks the schema sets of `neo.toml` and their migrations, and orders them by
@@ -1446,20 +1370,6 @@ fn is_effectively_empty(sql: &str) -> bool {
         .all(|l| l.is_empty() || l.starts_with("--"))
 }
 
-/// `"5s"`, `"250ms"`, `"10min"`, `"1h"`.
-pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
-    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-    let (n, unit) = s.split_at(digits);
-    let n: u64 = n.parse().ok().filter(|n| *n > 0)?;
-    Some(match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "min" => Duration::from_secs(n.checked_mul(60)?),
-        "h" => Duration::from_secs(n.checked_mul(3600)?),
-        _ => return None,
-    })
-}
-
 fn is_slug(s: &str) -> bool {
     let b = s.as_bytes();
     (2..=40).contains(&b.len())
@@ -1552,17 +1462,6 @@ mod tests {
             "Vx__a.sql",
         ] {
             assert_eq!(parse_migration_name(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("10min"), Some(Duration::from_secs(600)));
-        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
-        for bad in ["", "5", "0s", "-1s", "5 s", "5sec", "s"] {
-            assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }
 

@@ -10,6 +10,7 @@
 pub mod diagnostic;
 mod load;
 pub mod raw;
+mod settings;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -56,10 +57,28 @@ pub struct ControlPlane {
     pub database: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// `[policy]` in `neo.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     /// Whether a `deleted` tenant's data may be dropped.
     pub allow_destroy: bool,
+    /// How long a deleted tenant's archived schema is kept before it may be dropped (only
+    /// matters with `allow_destroy`). Zero means no retention.
+    pub destroy_after: Duration,
+}
+
+impl Policy {
+    /// `destroy_after` when `neo.toml` does not set it: 30 days.
+    pub const DEFAULT_DESTROY_AFTER: Duration = Duration::from_secs(30 * 24 * 3600);
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            allow_destroy: false,
+            destroy_after: Policy::DEFAULT_DESTROY_AFTER,
+        }
+    }
 }
 
 /// Where a schema set is applied.
@@ -190,6 +209,9 @@ pub struct ApplySettings {
     pub statement_timeout: Duration,
     /// How long to wait for another neo-reconcile that holds the region's lock.
     pub lock_wait: Duration,
+    /// How many times a tenant whose work failed transiently (lock timeout, deadlock,
+    /// serialization failure, dropped connection) is tried again.
+    pub retries: u32,
 }
 
 impl Default for ApplySettings {
@@ -200,6 +222,7 @@ impl Default for ApplySettings {
             lock_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(15 * 60),
             lock_wait: Duration::from_secs(60),
+            retries: 3,
         }
     }
 }

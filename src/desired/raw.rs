@@ -38,6 +38,9 @@ pub struct RawControlPlane {
 pub struct RawPolicy {
     #[serde(default)]
     pub allow_destroy: Option<Spanned<bool>>,
+    /// A duration such as `"30d"`; `"0s"` is allowed.
+    #[serde(default)]
+    pub destroy_after: Option<Spanned<String>>,
 }
 
 /// `[schema_sets.<name>]` in `neo.toml`.
@@ -101,6 +104,8 @@ pub struct RawApply {
     pub statement_timeout: Option<Spanned<String>>,
     #[serde(default)]
     pub lock_wait: Option<Spanned<String>>,
+    #[serde(default)]
+    pub retries: Option<Spanned<i64>>,
 }
 
 /// `tenants/<slug>.toml`.

@@ -1231,13 +1231,13 @@ fn invalid_duration_in_apply() {
     tree.write(
         "regions/eu-west.toml",
         &format!(
-            "{EU_WEST}[apply]\nlock_timeout = \"5 s\"\nstatement_timeout = \"0s\"\nlock_wait = \"1d\"\nmax_parallel = 0\n"
+            "{EU_WEST}[apply]\nlock_timeout = \"5 s\"\nstatement_timeout = \"0s\"\nlock_wait = \"1w\"\nmax_parallel = 0\n"
         ),
     );
     let r = tree.validate();
     r.assert_errors(4);
     let e = r.errors();
-    let hint = "use a positive whole number followed by ms, s, min or h";
+    let hint = "use a positive whole number followed by ms, s, min, h or d";
     assert_diag(
         e[0],
         "regions/eu-west.toml",
@@ -1261,7 +1261,7 @@ fn invalid_duration_in_apply() {
         15,
         13,
         "apply.lock_wait",
-        "invalid duration \"1d\"",
+        "invalid duration \"1w\"",
     );
     assert_diag(
         e[3],
@@ -2231,4 +2231,114 @@ fn password_url_inside_an_array_is_reported_and_never_echoed() {
         d.message
     );
     assert!(!r.dump().contains("hunter2"), "{}", r.dump());
+}
+
+// ---------------------------------------------------------------------------------------------
+// [policy] destroy_after and [apply] retries; durations in days.
+// ---------------------------------------------------------------------------------------------
+
+/// `NEO` with a `[policy]` table (at line 7) holding `lines`.
+fn neo_with_policy(lines: &str) -> String {
+    NEO.replace(
+        "[schema_sets.platform_common]",
+        &format!("[policy]\n{lines}\n\n[schema_sets.platform_common]"),
+    )
+}
+
+#[test]
+fn destroy_after_accepts_days_and_zero() {
+    let tree = Tree::example();
+    for ok in ["30d", "0s", "0d", "36h", "1d"] {
+        tree.write(
+            "neo.toml",
+            &neo_with_policy(&format!("destroy_after = \"{ok}\"")),
+        );
+        tree.validate().assert_valid();
+    }
+}
+
+#[test]
+fn invalid_destroy_after_is_rejected_and_the_policy_still_applies() {
+    let tree = Tree::example();
+    tree.write("neo.toml", &neo_with_policy("destroy_after = \"30 days\""));
+    let r = tree.validate();
+    assert_diag(
+        r.only_error(),
+        "neo.toml",
+        8,
+        17,
+        "policy.destroy_after",
+        "invalid duration \"30 days\": use a whole number followed by ms, s, min, h or d, such as \"30d\"",
+    );
+    // The deleted tenant is still warned about.
+    r.warning("tenants/wayne.toml", "status");
+
+    for bad in ["-1d", "30", "1w", ""] {
+        tree.write(
+            "neo.toml",
+            &neo_with_policy(&format!("destroy_after = \"{bad}\"")),
+        );
+        let r = tree.validate();
+        assert_eq!(r.only_error().field, "policy.destroy_after", "{bad}");
+    }
+    tree.write("neo.toml", &neo_with_policy("destroy_after = 30"));
+    let r = tree.validate();
+    assert_diag(
+        r.only_error(),
+        "neo.toml",
+        8,
+        17,
+        "policy.destroy_after",
+        "wrong type",
+    );
+}
+
+#[test]
+fn durations_accept_days_in_apply() {
+    let tree = Tree::example();
+    tree.write(
+        "regions/eu-west.toml",
+        &format!("{EU_WEST}[apply]\nlock_wait = \"1d\"\nstatement_timeout = \"2d\"\n"),
+    );
+    tree.validate().assert_valid();
+}
+
+#[test]
+fn apply_retries_must_be_from_0_to_10() {
+    let tree = Tree::example();
+    for ok in [0, 3, 10] {
+        tree.write(
+            "regions/eu-west.toml",
+            &format!("{EU_WEST}[apply]\nretries = {ok}\n"),
+        );
+        tree.validate().assert_valid();
+    }
+    for bad in [11_i64, -1, 1_000_000_000_000] {
+        tree.write(
+            "regions/eu-west.toml",
+            &format!("{EU_WEST}[apply]\nretries = {bad}\n"),
+        );
+        let r = tree.validate();
+        assert_diag(
+            r.only_error(),
+            "regions/eu-west.toml",
+            13,
+            11,
+            "apply.retries",
+            &format!("{bad} is out of range: use a whole number from 0 to 10"),
+        );
+    }
+    tree.write(
+        "regions/eu-west.toml",
+        &format!("{EU_WEST}[apply]\nretries = \"3\"\n"),
+    );
+    let r = tree.validate();
+    assert_diag(
+        r.only_error(),
+        "regions/eu-west.toml",
+        13,
+        11,
+        "apply.retries",
+        "wrong type",
+    );
 }

@@ -1,0 +1,209 @@
+//! The settings of `[policy]` in `neo.toml` and `[apply]` in region files, and the durations
+//! they are written with.
+//!
+//! A duration is a whole number followed by a unit: `ms`, `s`, `min`, `h` or `d` (days).
+//! Timeouts must be positive; `[policy] destroy_after` may be zero (no retention).
+
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::diagnostic::{Diagnostics, SourceText};
+use super::raw::{RawApply, RawPolicy};
+use super::{ApplySettings, Policy};
+
+/// The units of a duration, as messages list them.
+const DURATION_UNITS: &str = "ms, s, min, h or d";
+
+/// The highest `[apply] retries`.
+const MAX_RETRIES: u32 = 10;
+
+/// `"5s"`, `"250ms"`, `"10min"`, `"1h"`, `"30d"`: a positive whole number and a unit.
+pub(super) fn parse_duration(s: &str) -> Option<Duration> {
+    parse_duration_or_zero(s).filter(|d| !d.is_zero())
+}
+
+/// As [`parse_duration`], but zero (`"0s"`) is allowed too.
+pub(super) fn parse_duration_or_zero(s: &str) -> Option<Duration> {
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let (n, unit) = s.split_at(digits);
+    let n: u64 = n.parse().ok()?;
+    Some(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "min" => Duration::from_secs(n.checked_mul(60)?),
+        "h" => Duration::from_secs(n.checked_mul(3600)?),
+        "d" => Duration::from_secs(n.checked_mul(24 * 3600)?),
+        _ => return None,
+    })
+}
+
+/// Reads `[apply]` of a region file, every setting optional; `None` when one is invalid (each
+/// mistake is reported).
+pub(super) fn check_apply(
+    diags: &mut Diagnostics,
+    src: &SourceText,
+    apply: Option<&Spanned<RawApply>>,
+) -> Option<ApplySettings> {
+    let mut settings = ApplySettings::default();
+    let Some(apply) = apply else {
+        return Some(settings);
+    };
+    let a = apply.get_ref();
+    let mut ok = true;
+    for (field, value, slot) in [
+        (
+            "apply.max_parallel",
+            &a.max_parallel,
+            &mut settings.max_parallel,
+        ),
+        (
+            "apply.max_failures",
+            &a.max_failures,
+            &mut settings.max_failures,
+        ),
+    ] {
+        if let Some(v) = value {
+            match u32::try_from(*v.get_ref()) {
+                Ok(n) if (1..=1024).contains(&n) => *slot = n,
+                _ => {
+                    ok = false;
+                    diags.error(
+                        src,
+                        v.span(),
+                        field,
+                        format!(
+                            "{} is out of range: use a whole number from 1 to 1024",
+                            v.get_ref()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    for (field, value, slot) in [
+        (
+            "apply.lock_timeout",
+            &a.lock_timeout,
+            &mut settings.lock_timeout,
+        ),
+        (
+            "apply.statement_timeout",
+            &a.statement_timeout,
+            &mut settings.statement_timeout,
+        ),
+        ("apply.lock_wait", &a.lock_wait, &mut settings.lock_wait),
+    ] {
+        if let Some(v) = value {
+            match parse_duration(v.get_ref()) {
+                Some(d) => *slot = d,
+                None => {
+                    ok = false;
+                    diags.error(
+                        src,
+                        v.span(),
+                        field,
+                        format!(
+                            "invalid duration {:?}: use a positive whole number followed by {DURATION_UNITS}, such as \"5s\"",
+                            v.get_ref()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    if let Some(v) = &a.retries {
+        match u32::try_from(*v.get_ref()) {
+            Ok(n) if n <= MAX_RETRIES => settings.retries = n,
+            _ => {
+                ok = false;
+                diags.error(
+                    src,
+                    v.span(),
+                    "apply.retries",
+                    format!(
+                        "{} is out of range: use a whole number from 0 to {MAX_RETRIES}",
+                        v.get_ref()
+                    ),
+                );
+            }
+        }
+    }
+    ok.then_some(settings)
+}
+
+/// Reads `[policy]` of `neo.toml`. A mistake is reported and the default is used in its place,
+/// so that the checks depending on the policy (the warning about deleted tenants) still run.
+pub(super) fn check_policy(
+    diags: &mut Diagnostics,
+    src: &SourceText,
+    raw: Option<&Spanned<RawPolicy>>,
+) -> Policy {
+    let mut policy = Policy::default();
+    let Some(raw) = raw.map(Spanned::get_ref) else {
+        return policy;
+    };
+    if let Some(b) = &raw.allow_destroy {
+        policy.allow_destroy = *b.get_ref();
+    }
+    if let Some(v) = &raw.destroy_after {
+        match parse_duration_or_zero(v.get_ref()) {
+            Some(d) => policy.destroy_after = d,
+            None => diags.error(
+                src,
+                v.span(),
+                "policy.destroy_after",
+                format!(
+                    "invalid duration {:?}: use a whole number followed by {DURATION_UNITS}, such as \"30d\" (\"0s\" keeps nothing)",
+                    v.get_ref()
+                ),
+            ),
+        }
+    }
+    policy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10min"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(
+            parse_duration("30d"),
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        for bad in ["", "5", "0s", "0d", "-1s", "5 s", "5sec", "s", "1w", "1D"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_of_zero_only_where_allowed() {
+        assert_eq!(parse_duration_or_zero("0s"), Some(Duration::ZERO));
+        assert_eq!(parse_duration_or_zero("0d"), Some(Duration::ZERO));
+        assert_eq!(
+            parse_duration_or_zero("7d"),
+            Some(Duration::from_secs(7 * 86_400))
+        );
+        for bad in ["", "0", "-0s", "d", "1 d"] {
+            assert_eq!(parse_duration_or_zero(bad), None, "{bad}");
+        }
+        // A number of days that overflows is an invalid duration, not a panic.
+        assert_eq!(parse_duration_or_zero(&format!("{}d", u64::MAX)), None);
+    }
+
+    #[test]
+    fn defaults_of_the_new_settings() {
+        assert_eq!(
+            Policy::default().destroy_after,
+            Duration::from_secs(30 * 86_400)
+        );
+        assert!(!Policy::default().allow_destroy);
+        assert_eq!(ApplySettings::default().retries, 3);
+    }
+}
