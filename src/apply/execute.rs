@@ -46,7 +46,9 @@ struct RunValues<'a> {
 }
 
 /// Runs one action of a region. Not for `Bootstrap` and `UpdateRegistry`, which need other
-/// connections and are run by the caller.
+/// connections and are run by the caller. `resume`: the action failed before and is tried
+/// again; migrations that history shows as applied (by the earlier attempt, perhaps with the
+/// acknowledgement of its commit lost) are skipped.
 pub async fn run_action(
     conn: &mut PgConnection,
     desired: &Desired,
@@ -54,6 +56,7 @@ pub async fn run_action(
     ctx: &RunContext,
     run_id: i64,
     action: &Action,
+    resume: bool,
 ) -> Result<(), ActionError> {
     let what = super::describe(action);
     if matches!(
@@ -70,13 +73,32 @@ pub async fn run_action(
         elapsed_ms: 0,
         error: "",
     };
+    let failed = |e: sqlx::Error| ActionError {
+        transient: is_transient(&e),
+        ..ActionError::new(&what, None, &e)
+    };
     run_steps(conn, &program.setup, &values)
         .await
-        .map_err(|f| ActionError {
-            transient: is_transient(&f.error),
-            ..ActionError::new(&what, None, f.error)
-        })?;
-    for m in &program.migrations {
+        .map_err(|f| failed(f.error))?;
+    let applied: Vec<i32> = match action {
+        Action::Migrate {
+            schema, schema_set, ..
+        } if resume => sqlx::query_scalar(
+            "SELECT version FROM neo_reconcile.schema_history \
+             WHERE target_schema = $1 AND schema_set = $2 AND success",
+        )
+        .bind(schema)
+        .bind(schema_set)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(failed)?,
+        _ => Vec::new(),
+    };
+    for m in program
+        .migrations
+        .iter()
+        .filter(|m| !applied.contains(&(m.version as i32)))
+    {
         apply_migration(conn, m, ctx, run_id)
             .await
             .map_err(|e| ActionError {

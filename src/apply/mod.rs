@@ -13,6 +13,7 @@
 pub mod adopt;
 pub mod execute;
 pub mod lock;
+pub mod retry;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
@@ -435,28 +436,33 @@ async fn apply_locked(
     };
     report.run_id = Some(run_id);
 
+    let runner = TenantRunner {
+        creds,
+        desired,
+        region,
+        ctx,
+        run_id,
+        failures: AtomicU32::new(0),
+        results: Mutex::new(TenantResults::default()),
+    };
+
     // Region-scope sets, in order; tenants depend on them.
     for action in actions
         .iter()
         .filter(|a| matches!(a, Action::Migrate { tenant: None, .. }))
     {
-        let result = match worker_connection(region, creds).await {
-            Ok(mut conn) => {
-                let result = execute::run_action(&mut conn, desired, region, ctx, run_id, action)
-                    .await
-                    .map_err(|e| e.to_string());
-                conn.close().await.ok();
-                result
-            }
-            Err(e) => Err(format!("cannot open a connection: {e}")),
-        };
-        match result {
-            Ok(()) => report.applied += 1,
-            Err(e) => {
-                finish_run(lock_conn, run_id, "failed", Some(&e)).await;
-                report.outcome = RegionOutcome::Failed(e);
-                return report;
-            }
+        let mut conn = None;
+        let (applied, error) = runner
+            .run_target(&mut conn, &describe(action), &[action])
+            .await;
+        if let Some(c) = conn {
+            c.close().await.ok();
+        }
+        report.applied += applied;
+        if let Some(e) = error {
+            finish_run(lock_conn, run_id, "failed", Some(&e)).await;
+            report.outcome = RegionOutcome::Failed(e);
+            return report;
         }
     }
 
@@ -476,15 +482,6 @@ async fn apply_locked(
             .get(slug)
             .is_some_and(|t| t.is_canary(desired))
     });
-    let runner = TenantRunner {
-        creds,
-        desired,
-        region,
-        ctx,
-        run_id,
-        failures: AtomicU32::new(0),
-        results: Mutex::new(TenantResults::default()),
-    };
     runner.run(&canaries, u32::MAX).await;
     let canary_failed = runner.lock().failed.first().map(|f| f.tenant.clone());
     match canary_failed {
@@ -610,62 +607,102 @@ impl TenantRunner<'_> {
                     old.close().await.ok();
                 }
             }
-            let c = match &mut conn {
-                Some(c) => c,
-                None => match worker_connection(self.region, self.creds).await {
-                    Ok(c) => {
-                        served = 0;
-                        conn.insert(c)
-                    }
-                    Err(e) => {
-                        self.failures.fetch_add(1, Ordering::SeqCst);
-                        let error = format!("cannot open a connection: {e}");
-                        self.lock().failed.push(TenantFailure {
-                            tenant: slug.clone(),
-                            error,
-                        });
-                        continue;
-                    }
-                },
-            };
-            served += 1;
-            let mut failed = false;
-            for action in actions {
-                match execute::run_action(
-                    c,
-                    self.desired,
-                    self.region,
-                    self.ctx,
-                    self.run_id,
-                    action,
-                )
-                .await
-                {
-                    Ok(()) => self.lock().applied += 1,
-                    Err(e) => {
-                        self.failures.fetch_add(1, Ordering::SeqCst);
-                        tracing::error!(region = %region, tenant = %slug, error = %e, "Tenant failed; its remaining actions are skipped.");
-                        self.lock().failed.push(TenantFailure {
-                            tenant: slug.clone(),
-                            error: e.to_string(),
-                        });
-                        failed = true;
-                        break;
-                    }
-                }
+            if conn.is_none() {
+                served = 0;
             }
-            if failed {
-                // The connection may be what failed; the next tenant gets a fresh one.
-                if let Some(old) = conn.take() {
-                    old.close().await.ok();
+            served += 1;
+            let (applied, error) = self.run_target(&mut conn, slug, actions).await;
+            let mut results = self.lock();
+            results.applied += applied;
+            match error {
+                None => tracing::info!(region = %region, tenant = %slug, "Tenant converged."),
+                Some(error) => {
+                    self.failures.fetch_add(1, Ordering::SeqCst);
+                    tracing::error!(region = %region, tenant = %slug, error = %error, "Tenant failed; its remaining actions are skipped.");
+                    results.failed.push(TenantFailure {
+                        tenant: slug.clone(),
+                        error,
+                    });
                 }
-            } else {
-                tracing::info!(region = %region, tenant = %slug, "Tenant converged.");
             }
         }
         if let Some(c) = conn {
             c.close().await.ok();
         }
+    }
+}
+
+impl TenantRunner<'_> {
+    /// Runs one target's actions in order on `conn` (opening one when there is none),
+    /// retrying transient failures up to `[apply] retries` times with backoff. A retry starts
+    /// on a fresh connection at the action that failed, skipping the migrations history shows
+    /// as applied. Returns how many actions completed and the error that stopped the rest.
+    async fn run_target(
+        &self,
+        conn: &mut Option<PgConnection>,
+        target: &str,
+        actions: &[&Action],
+    ) -> (usize, Option<String>) {
+        let region = &self.region.name;
+        let retries = self.region.apply.retries;
+        let (mut done, mut retry) = (0, 0);
+        loop {
+            let result = match conn {
+                Some(c) => self.run_from(c, &actions[done..], retry > 0).await,
+                None => match worker_connection(self.region, self.creds).await {
+                    Ok(c) => {
+                        self.run_from(conn.insert(c), &actions[done..], retry > 0)
+                            .await
+                    }
+                    Err(e) => Err((0, format!("cannot open a connection: {e}"), true)),
+                },
+            };
+            let (completed, error, transient) = match result {
+                Ok(completed) => return (done + completed, None),
+                Err(failure) => failure,
+            };
+            done += completed;
+            // The connection may be what failed: the next attempt or target gets a fresh one.
+            if let Some(old) = conn.take() {
+                old.close().await.ok();
+            }
+            if !transient || retry >= retries {
+                let tries = if retry > 0 {
+                    format!(" (tried {} times)", retry + 1)
+                } else {
+                    String::new()
+                };
+                return (done, Some(format!("{error}{tries}")));
+            }
+            retry += 1;
+            let pause = retry::pause(retry, retry::jitter());
+            tracing::warn!(region = %region, target = %target, retry, retries, pause_ms = pause.as_millis() as u64, error = %error, "Transient failure; trying again.");
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// Runs actions in order; on failure, how many completed, the error, and whether it was
+    /// transient.
+    async fn run_from(
+        &self,
+        conn: &mut PgConnection,
+        actions: &[&Action],
+        resume: bool,
+    ) -> Result<usize, (usize, String, bool)> {
+        for (i, action) in actions.iter().enumerate() {
+            execute::run_action(
+                conn,
+                self.desired,
+                self.region,
+                self.ctx,
+                self.run_id,
+                action,
+                resume && i == 0,
+            )
+            .await
+            .map_err(|e| (i, e.to_string(), e.transient))?;
+        }
+        Ok(actions.len())
     }
 }
 

@@ -1,7 +1,7 @@
 //! `neo-reconcile apply`: converge live PostgreSQL to the plan. Logs the whole plan before
 //! changing anything, asks for confirmation on a terminal unless `--auto-approve`, refuses
 //! without a terminal. `--plan FILE` applies exactly a saved plan, refusing a stale one.
-//! Exit 0 when everything converged, 1 when anything failed, was blocked or was refused.
+//! Exit codes: see [`ExitStatus`].
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -78,14 +78,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     short(&saved.desired.digest),
                     short(&desired.digest)
                 );
-                return Ok(ExitCode::from(1));
+                return Ok(ExitStatus::CouldNotStart.into());
             }
             if let Err(reasons) = apply::check_not_stale(&saved, &fresh) {
                 for r in &reasons {
                     eprintln!("error: stale plan: {r}");
                 }
                 eprintln!("Nothing was changed. Run `neo-reconcile plan` again.");
-                return Ok(ExitCode::from(1));
+                return Ok(ExitStatus::CouldNotStart.into());
             }
             saved
         }
@@ -98,17 +98,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     tracing::info!(plan = %text, "Plan to apply.");
     if !approved.has_changes() {
         println!("No changes.");
-        return Ok(if approved.is_blocked() {
-            ExitCode::from(1)
-        } else {
-            ExitCode::SUCCESS
-        });
+        return Ok(exit_status(&approved, None).into());
     }
 
     // A saved plan was reviewed when it was saved (as with Terraform's saved plans).
     if !args.auto_approve && args.plan.is_none() && !confirm(approved.summary.changes)? {
         println!("Apply cancelled; nothing was changed.");
-        return Ok(ExitCode::from(1));
+        return Ok(ExitStatus::CouldNotStart.into());
     }
 
     let command = std::env::args().collect::<Vec<_>>().join(" ");
@@ -147,20 +143,78 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(Err(e)) => println!("Registry: FAILED: {e}"),
         None => {}
     }
-    let ok = report.succeeded() && !approved.is_blocked();
+    let status = exit_status(&approved, Some(&report));
     println!(
         "{}",
-        if ok {
-            "Apply complete."
-        } else {
-            "Apply finished with errors."
+        match status {
+            ExitStatus::Converged => "Apply complete.",
+            ExitStatus::Blocked => "Apply complete, but blocked items remain (see above).",
+            ExitStatus::CouldNotStart => "Apply could not start; nothing was changed.",
+            ExitStatus::Failed => "Apply finished with errors.",
         }
     );
-    Ok(if ok {
-        ExitCode::SUCCESS
+    Ok(status.into())
+}
+
+/// How an apply ended, as its exit code (documented in the README and `--help`). Usage errors
+/// exit 2, from the argument parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// 0: everything selected converged.
+    Converged = 0,
+    /// 1: nothing was changed: bad input, a refused or stale plan, or every region with work
+    /// unreachable, locked by another run or stale.
+    CouldNotStart = 1,
+    /// 3: some targets failed (a tenant, a region-scope set, the registry), or some regions
+    /// could not start while others changed.
+    Failed = 3,
+    /// 4: everything that could run succeeded, but blocked findings remain for a human.
+    Blocked = 4,
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(s: ExitStatus) -> ExitCode {
+        ExitCode::from(s as u8)
+    }
+}
+
+/// The exit status of an apply of `approved` that ended with `report` (`None`: nothing to
+/// apply).
+pub fn exit_status(approved: &Plan, report: Option<&apply::ApplyReport>) -> ExitStatus {
+    let unreachable = approved.summary.unreachable > 0;
+    let Some(report) = report else {
+        return if unreachable {
+            ExitStatus::CouldNotStart
+        } else if approved.is_blocked() {
+            ExitStatus::Blocked
+        } else {
+            ExitStatus::Converged
+        };
+    };
+    // A region that failed before it changed anything (no connection, no credentials) did
+    // not start, like one that was locked or stale.
+    let not_started = |r: &apply::RegionReport| match r.outcome {
+        RegionOutcome::Stale(_) | RegionOutcome::LockTimeout(_) => true,
+        RegionOutcome::Failed(_) => r.run_id.is_none() && r.applied == 0,
+        RegionOutcome::Applied | RegionOutcome::NoChanges => false,
+    };
+    let changed = report.regions.iter().any(|r| r.applied > 0);
+    let failed = matches!(report.registry, Some(Err(_)))
+        || report.regions.iter().any(|r| {
+            (matches!(r.outcome, RegionOutcome::Failed(_)) && !not_started(r))
+                || !r.failed.is_empty()
+                || !r.not_started.is_empty()
+        });
+    let some_not_started = unreachable || report.regions.iter().any(not_started);
+    if failed || (some_not_started && changed) {
+        ExitStatus::Failed
+    } else if some_not_started {
+        ExitStatus::CouldNotStart
+    } else if approved.is_blocked() {
+        ExitStatus::Blocked
     } else {
-        ExitCode::from(1)
-    })
+        ExitStatus::Converged
+    }
 }
 
 fn confirm(changes: usize) -> anyhow::Result<bool> {
@@ -176,4 +230,122 @@ fn confirm(changes: usize) -> anyhow::Result<bool> {
 
 fn short(digest: &str) -> &str {
     &digest[..digest.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apply::{ApplyReport, RegionReport, TenantFailure};
+    use neo_reconcile::plan::{DesiredRef, Selection, Summary};
+
+    fn plan(blocked: usize, unreachable: usize) -> Plan {
+        Plan {
+            format_version: 1,
+            desired: DesiredRef {
+                digest: String::new(),
+                commit: None,
+            },
+            selection: Selection::default(),
+            regions: Vec::new(),
+            summary: Summary {
+                changes: 1,
+                blocked,
+                unreachable,
+                ..Summary::default()
+            },
+        }
+    }
+
+    fn region(outcome: RegionOutcome, applied: usize, run: bool, failed: bool) -> RegionReport {
+        RegionReport {
+            name: "us".into(),
+            outcome,
+            applied,
+            failed: if failed {
+                vec![TenantFailure {
+                    tenant: "acme".into(),
+                    error: "boom".into(),
+                }]
+            } else {
+                vec![]
+            },
+            not_started: vec![],
+            run_id: run.then_some(1),
+        }
+    }
+
+    fn check(plan: Plan, regions: Vec<RegionReport>, expect: ExitStatus) {
+        let report = ApplyReport {
+            regions,
+            registry: None,
+        };
+        assert_eq!(exit_status(&plan, Some(&report)), expect);
+    }
+
+    #[test]
+    fn exit_status_tells_converged_failed_blocked_and_not_started_apart() {
+        use RegionOutcome::*;
+        check(
+            plan(0, 0),
+            vec![region(Applied, 3, true, false)],
+            ExitStatus::Converged,
+        );
+        check(
+            plan(0, 0),
+            vec![region(NoChanges, 0, false, false)],
+            ExitStatus::Converged,
+        );
+        check(
+            plan(1, 0),
+            vec![region(Applied, 3, true, false)],
+            ExitStatus::Blocked,
+        );
+        check(
+            plan(1, 0),
+            vec![region(Applied, 2, true, true)],
+            ExitStatus::Failed,
+        );
+        check(
+            plan(0, 0),
+            vec![region(Failed("x".into()), 1, true, false)],
+            ExitStatus::Failed,
+        );
+        check(
+            plan(0, 0),
+            vec![region(LockTimeout("x".into()), 0, false, false)],
+            ExitStatus::CouldNotStart,
+        );
+        check(
+            plan(0, 0),
+            vec![region(Stale("x".into()), 0, false, false)],
+            ExitStatus::CouldNotStart,
+        );
+        check(
+            plan(0, 0),
+            vec![region(Failed("no connection".into()), 0, false, false)],
+            ExitStatus::CouldNotStart,
+        );
+        check(
+            plan(0, 1),
+            vec![region(NoChanges, 0, false, false)],
+            ExitStatus::CouldNotStart,
+        );
+        // Some regions changed while another could not start: that region's targets failed.
+        check(
+            plan(0, 0),
+            vec![
+                region(Applied, 2, true, false),
+                region(LockTimeout("x".into()), 0, false, false),
+            ],
+            ExitStatus::Failed,
+        );
+        check(
+            plan(0, 1),
+            vec![region(Applied, 2, true, false)],
+            ExitStatus::Failed,
+        );
+        assert_eq!(exit_status(&plan(0, 0), None), ExitStatus::Converged);
+        assert_eq!(exit_status(&plan(2, 0), None), ExitStatus::Blocked);
+        assert_eq!(exit_status(&plan(0, 1), None), ExitStatus::CouldNotStart);
+    }
 }
