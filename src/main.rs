@@ -35,7 +35,8 @@ enum Command {
     Plan(cli::plan::Args),
     /// Converge live PostgreSQL to the plan: logs it, confirms, applies under region locks.
     Apply(cli::apply::Args),
-    /// Record existing tenant schemas (Flyway or hand-migrated) as managed, without running SQL.
+    /// Record existing tenant or region-scope schemas (Flyway or hand-migrated) as managed,
+    /// without running SQL.
     Adopt(cli::adopt::Args),
 }
 
