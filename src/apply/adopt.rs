@@ -538,8 +538,11 @@ async fn create_role_if_missing(conn: &mut PgConnection, role: &str) -> Result<(
 
 /// Hands a schema and the objects in it to `owner`: tables, views, materialized views,
 /// sequences (those that belong to a table column follow their table), foreign tables,
-/// routines, and types made with `CREATE TYPE` or `CREATE DOMAIN`. The objects are listed by
-/// bound catalog queries; names are quoted with [`ident`], and a routine is named by its
+/// routines, and types made with `CREATE TYPE` or `CREATE DOMAIN`. What PostgreSQL makes part
+/// of another object is left alone: a range type's constructor functions (which belong to the
+/// bootstrap superuser) and its multirange type (which PostgreSQL 15 refuses to alter on its
+/// own; the range's owner can still alter or drop both). The objects are listed by bound
+/// catalog queries; names are quoted with [`ident`], and a routine is named by its
 /// `regprocedure` text, PostgreSQL's own quoted rendering of its signature.
 async fn hand_over(conn: &mut PgConnection, schema: &str, owner: &str) -> Result<(), sqlx::Error> {
     let (s, o) = (ident(schema), ident(owner));
@@ -572,6 +575,8 @@ async fn hand_over(conn: &mut PgConnection, schema: &str, owner: &str) -> Result
         "SELECT p.oid::regprocedure::text AS signature, p.prokind::text AS kind
          FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
          WHERE n.nspname = $1
+           AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                           AND d.objid = p.oid AND d.deptype = 'i')
          ORDER BY 1",
     )
     .bind(schema)
