@@ -38,7 +38,8 @@ enum Command {
         after_help = "Exit codes:\n  0  converged: everything selected is as desired\n  1  could not start, nothing changed: invalid tree, refused or stale plan, every region with work unreachable or locked by another run\n  2  usage error\n  3  some targets failed (after retries), or some regions could not start while others changed\n  4  everything that could run succeeded, but blocked findings remain for a human"
     )]
     Apply(cli::apply::Args),
-    /// Record existing tenant schemas (Flyway or hand-migrated) as managed, without running SQL.
+    /// Record existing tenant or region-scope schemas (Flyway or hand-migrated) as managed,
+    /// without running SQL.
     Adopt(cli::adopt::Args),
 }
 

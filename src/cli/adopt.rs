@@ -1,6 +1,11 @@
-//! `neo-reconcile adopt [DIR] (--tenant T | --all) --schema-set S (--at-version N | --from-flyway)`:
-//! records existing tenant schemas (migrated by Flyway or by hand) as managed, without running
-//! migration SQL. Exit 0 when every tenant was adopted, 1 when any was refused.
+//! `neo-reconcile adopt`: records existing schemas (migrated by Flyway or by hand) as managed,
+//! without running migration SQL. The set's scope decides the form:
+//!
+//! - tenant-scope set: `adopt [DIR] (--tenant T... | --all) --schema-set S (--at-version N | --from-flyway)`;
+//! - region-scope set: `adopt [DIR] --schema-set S [--region R]... (--at-version N | --from-flyway)`,
+//!   every region of the desired state when no `--region` is given.
+//!
+//! Exit 0 when every target was adopted, 1 when any was refused.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,24 +13,28 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail};
 use neo_reconcile::apply::adopt::{self, AdoptFrom, AdoptOutcome};
 use neo_reconcile::apply::RunContext;
-use neo_reconcile::desired::{Tenant, TenantStatus};
+use neo_reconcile::desired::{Region, Scope, Tenant, TenantStatus};
 use neo_reconcile::sources::credentials::Sources;
 use neo_reconcile::sources::git;
 
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("who").required(true).args(["tenants", "all"])))]
+#[command(group(clap::ArgGroup::new("who").args(["tenants", "all"])))]
 #[command(group(clap::ArgGroup::new("from").required(true).args(["at_version", "from_flyway"])))]
 pub struct Args {
     /// The root of the desired-state tree.
     #[arg(default_value = ".")]
     pub dir: PathBuf,
-    /// Adopt this tenant (repeatable).
+    /// Adopt this tenant's schema (repeatable; tenant-scope sets).
     #[arg(long = "tenant", value_name = "TENANT")]
     pub tenants: Vec<String>,
-    /// Adopt every active or suspended tenant of the desired state.
+    /// Adopt every active or suspended tenant of the desired state (tenant-scope sets).
     #[arg(long)]
     pub all: bool,
-    /// The tenant-scope schema set the existing schemas follow.
+    /// Adopt the set's schema in this region (repeatable; region-scope sets; default: every
+    /// region).
+    #[arg(long = "region", value_name = "REGION", conflicts_with = "who")]
+    pub regions: Vec<String>,
+    /// The schema set the existing schemas follow.
     #[arg(long, value_name = "SET")]
     pub schema_set: String,
     /// Record versions 1 to N as applied.
@@ -41,43 +50,80 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let set = desired
         .schema_set(&args.schema_set)
         .ok_or_else(|| anyhow!("unknown schema set {:?}", args.schema_set))?;
-    adopt::check_set(set).map_err(|e| anyhow!(e))?;
-    let tenants: Vec<&Tenant> = if args.all {
-        desired
-            .tenants
-            .values()
-            .filter(|t| matches!(t.status, TenantStatus::Active | TenantStatus::Suspended))
-            .collect()
-    } else {
-        let mut v = Vec::new();
-        for slug in &args.tenants {
-            match desired.tenants.get(slug) {
-                Some(t) => v.push(t),
-                None => bail!("unknown tenant {slug:?}"),
-            }
-        }
-        v
-    };
     let from = match args.at_version {
         Some(n) => AdoptFrom::AtVersion(n),
         None => AdoptFrom::Flyway,
     };
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let ctx = RunContext::current(command, git::head_commit(&desired.root));
-    let outcomes =
-        super::runtime()?.block_on(adopt::adopt(&desired, &tenants, set, from, &Sources, &ctx));
+    let outcomes = match set.scope {
+        Scope::Tenant => {
+            if !args.regions.is_empty() {
+                bail!(
+                    "{} is a tenant-scope set: name its tenants with --tenant or --all, not --region",
+                    set.name
+                );
+            }
+            let tenants: Vec<&Tenant> = if args.all {
+                desired
+                    .tenants
+                    .values()
+                    .filter(|t| matches!(t.status, TenantStatus::Active | TenantStatus::Suspended))
+                    .collect()
+            } else if args.tenants.is_empty() {
+                bail!(
+                    "{} is a tenant-scope set: name its tenants with --tenant or --all",
+                    set.name
+                );
+            } else {
+                let mut v = Vec::new();
+                for slug in &args.tenants {
+                    match desired.tenants.get(slug) {
+                        Some(t) => v.push(t),
+                        None => bail!("unknown tenant {slug:?}"),
+                    }
+                }
+                v
+            };
+            super::runtime()?.block_on(adopt::adopt_tenants(
+                &desired, &tenants, set, from, &Sources, &ctx,
+            ))
+        }
+        Scope::Region => {
+            if args.all || !args.tenants.is_empty() {
+                bail!(
+                    "{} is a region-scope set: its schema is adopted per region (--region R, or every region without --region), not per tenant",
+                    set.name
+                );
+            }
+            let regions: Vec<&Region> = if args.regions.is_empty() {
+                desired.regions.values().collect()
+            } else {
+                let mut v: Vec<&Region> = Vec::new();
+                for name in &args.regions {
+                    match desired.regions.get(name) {
+                        Some(r) if v.iter().any(|seen| seen.name == r.name) => {}
+                        Some(r) => v.push(r),
+                        None => bail!("unknown region {name:?}"),
+                    }
+                }
+                v
+            };
+            super::runtime()?.block_on(adopt::adopt_region_set(&regions, set, from, &Sources, &ctx))
+        }
+    };
     let mut refused = 0;
     for o in &outcomes {
         match o {
-            AdoptOutcome::Adopted { tenant, versions } => {
+            AdoptOutcome::Adopted { target, versions } => {
                 println!(
-                    "adopted {tenant}: {} versions 1 to {versions} recorded",
+                    "adopted {target}: {} versions 1 to {versions} recorded",
                     set.name
                 )
             }
-            AdoptOutcome::Refused { tenant, reason } => {
+            AdoptOutcome::Refused { target, reason } => {
                 refused += 1;
-                println!("REFUSED {tenant}: {reason}");
+                println!("REFUSED {target}: {reason}");
             }
         }
     }

@@ -458,7 +458,7 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
                     None,
                     Some(&set.name),
                     Some(schema),
-                    format!("schema {schema} exists but neo-reconcile has no history for it: record what it holds with `neo-reconcile adopt` first"),
+                    format!("schema {schema} exists but neo-reconcile has no history for it: record what it holds first with `neo-reconcile adopt --schema-set {} --region {} --at-version <N>` (N = the last migration of schemas/{}/ it already holds; `--from-flyway` instead of `--at-version <N>` reads Flyway's history)", set.name, self.region.name, set.name),
                 );
                 blocked_sets.insert(set.name.clone());
                 continue;
@@ -612,7 +612,18 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
                     Some(slug),
                     None,
                     Some(&schema),
-                    format!("{} already exists without a bookkeeping row: adopt the schema with `neo-reconcile adopt` or drop the leftovers", taken.join(", ")),
+                    if taken.contains(&schema) {
+                        let adopt: Vec<String> = self
+                            .desired
+                            .schema_sets
+                            .iter()
+                            .filter(|s| s.scope == Scope::Tenant)
+                            .map(|s| format!("`neo-reconcile adopt --tenant {slug} --schema-set {} --at-version <N>`", s.name))
+                            .collect();
+                        format!("{} already exists without a bookkeeping row: adopt the schema with {} (N = the last migration of the set it already holds; `--from-flyway` instead of `--at-version <N>` reads Flyway's history) or drop the leftovers", taken.join(", "), adopt.join(" then "))
+                    } else {
+                        format!("{} already exists without a bookkeeping row, and schema {schema} does not, so there is nothing to adopt: drop the leftovers", taken.join(", "))
+                    },
                 );
                 return;
             }

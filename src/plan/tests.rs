@@ -600,7 +600,7 @@ fn new_tenant_whose_schema_already_exists_is_blocked() {
         neo-reconcile plan: desired state d1e2s3i4r5e6
 
         Region us (db_us at 127.0.0.1:5432): 0 changes, 1 blocked
-          ! blocked tenant legacy: tenant_legacy already exists without a bookkeeping row: adopt the schema with `neo-reconcile adopt` or drop the leftovers
+          ! blocked tenant legacy: tenant_legacy already exists without a bookkeeping row: adopt the schema with `neo-reconcile adopt --tenant legacy --schema-set app --at-version <N>` (N = the last migration of the set it already holds; `--from-flyway` instead of `--at-version <N>` reads Flyway's history) or drop the leftovers
           ? unmanaged schema tenant_legacy: no bookkeeping row, left alone
 
         Plan: 0 to bootstrap, 0 to create, 0 to migrate, 0 to suspend, 0 to resume, 0 to archive, 0 to destroy, 0 registry updates; 1 blocked.

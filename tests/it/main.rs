@@ -5,6 +5,7 @@ mod adopt;
 mod apply;
 mod harness;
 mod plan;
+mod remedies;
 mod support;
 mod validate;
 mod world;
