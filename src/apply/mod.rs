@@ -863,6 +863,7 @@ mod tests {
             actions,
             blocked: vec![],
             unmanaged: vec![],
+            scheduled: vec![],
         }
     }
 

@@ -33,6 +33,9 @@ pub struct RegionState {
     /// The database server's date (`yyyymmdd`), used to name archived schemas. Taken from the
     /// server so that the planner needs no clock.
     pub today: String,
+    /// The database server's time, in seconds since the Unix epoch: when a deleted tenant's
+    /// retention period ends is decided against it, so that the planner needs no clock.
+    pub now: i64,
     /// Every schema of the region database except PostgreSQL's own.
     pub schemas: BTreeSet<String>,
     /// Every role whose name starts with `tenant_`.
@@ -74,6 +77,8 @@ pub struct TenantRow {
     pub schema_name: String,
     pub owner_role: String,
     pub rw_role: String,
+    /// When the tenant was archived, in seconds since the Unix epoch (archived tenants only).
+    pub archived_at: Option<i64>,
 }
 
 /// The control-plane database, as observed from its region.

@@ -214,6 +214,7 @@ async fn read_region(
         .await?;
     let catalog = sqlx::query(
         "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYYMMDD') AS today,
+                extract(epoch FROM now())::bigint AS now,
                 ARRAY(SELECT nspname::text FROM pg_namespace
                       WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema') AS schemas,
                 ARRAY(SELECT rolname::text FROM pg_roles
@@ -221,6 +222,8 @@ async fn read_region(
                 to_regclass('neo_reconcile._sqlx_migrations') IS NOT NULL AS has_migrations,
                 to_regclass('neo_reconcile.schema_history') IS NOT NULL AS has_history,
                 to_regclass('neo_reconcile.tenants') IS NOT NULL AS has_tenants,
+                EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('neo_reconcile.tenants')
+                        AND attname = 'archived_at' AND NOT attisdropped) AS has_archived_at,
                 EXISTS (SELECT FROM pg_database WHERE datname = $1) AS cp_exists",
     )
     .bind(control_plane_db.unwrap_or(""))
@@ -232,6 +235,7 @@ async fn read_region(
         .collect();
     let mut state = RegionState {
         today: catalog.try_get("today")?,
+        now: catalog.try_get("now")?,
         roles: catalog
             .try_get::<Vec<String>, _>("roles")?
             .into_iter()
@@ -254,7 +258,8 @@ async fn read_region(
             bk.history = read_history(&mut tx).await?;
         }
         if catalog.try_get::<bool, _>("has_tenants")? {
-            bk.tenants = read_tenants(&mut tx).await?;
+            let has_archived_at = catalog.try_get::<bool, _>("has_archived_at")?;
+            bk.tenants = read_tenants(&mut tx, has_archived_at).await?;
         }
         state.bookkeeping = Some(bk);
     }
@@ -288,12 +293,19 @@ async fn read_history(conn: &mut PgConnection) -> Result<Vec<HistoryRow>, Observ
         .collect()
 }
 
+/// Reads `neo_reconcile.tenants`; `archived_at` exists from bookkeeping version 3 on.
 async fn read_tenants(
     conn: &mut PgConnection,
+    has_archived_at: bool,
 ) -> Result<BTreeMap<String, TenantRow>, ObserveError> {
-    let rows = sqlx::query(
-        "SELECT slug, status, schema_name, owner_role, rw_role FROM neo_reconcile.tenants",
-    )
+    let rows = sqlx::query(if has_archived_at {
+        "SELECT slug, status, schema_name, owner_role, rw_role,
+                extract(epoch FROM archived_at)::bigint AS archived_at
+         FROM neo_reconcile.tenants"
+    } else {
+        "SELECT slug, status, schema_name, owner_role, rw_role, NULL::bigint AS archived_at
+         FROM neo_reconcile.tenants"
+    })
     .fetch_all(conn)
     .await?;
     rows.iter()
@@ -312,6 +324,7 @@ async fn read_tenants(
                     schema_name: r.try_get("schema_name")?,
                     owner_role: r.try_get("owner_role")?,
                     rw_role: r.try_get("rw_role")?,
+                    archived_at: r.try_get("archived_at")?,
                 },
             ))
         })

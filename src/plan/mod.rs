@@ -81,6 +81,21 @@ pub struct RegionPlan {
     /// Schemas named like tenants (`tenant_*`) that neo-reconcile does not manage. Reported,
     /// never touched.
     pub unmanaged: Vec<String>,
+    /// Actions that become due later (a deleted tenant's destruction after its retention
+    /// period). Not changes: nothing runs until a plan made after that time includes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scheduled: Vec<Scheduled>,
+}
+
+/// An action planned for later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scheduled {
+    /// The action's kind, as in [`Action::kind`].
+    pub kind: String,
+    pub tenant: String,
+    pub schema: String,
+    /// When it becomes due: UTC, `YYYY-MM-DDTHH:MM:SSZ`.
+    pub due: String,
 }
 
 /// One change apply makes.
@@ -134,6 +149,13 @@ pub enum Action {
         owner_role: String,
         rw_role: String,
     },
+    /// Bring an archived tenant back: rename its schema back and give its rw role access again.
+    RestoreTenant {
+        tenant: String,
+        archived_schema: String,
+        schema: String,
+        rw_role: String,
+    },
     /// Bring `admin.database_connections` in line, in one transaction.
     UpdateRegistry {
         database: String,
@@ -156,6 +178,7 @@ impl Action {
             Action::ResumeTenant { .. } => "resume_tenant",
             Action::ArchiveTenant { .. } => "archive_tenant",
             Action::DestroyTenant { .. } => "destroy_tenant",
+            Action::RestoreTenant { .. } => "restore_tenant",
             Action::UpdateRegistry { .. } => "update_registry",
         }
     }
@@ -168,7 +191,8 @@ impl Action {
             | Action::SuspendTenant { tenant, .. }
             | Action::ResumeTenant { tenant, .. }
             | Action::ArchiveTenant { tenant, .. }
-            | Action::DestroyTenant { tenant, .. } => Some(tenant),
+            | Action::DestroyTenant { tenant, .. }
+            | Action::RestoreTenant { tenant, .. } => Some(tenant),
             Action::Bootstrap { .. } | Action::UpdateRegistry { .. } => None,
         }
     }
@@ -234,6 +258,8 @@ pub struct Summary {
     pub resume_tenant: usize,
     pub archive_tenant: usize,
     pub destroy_tenant: usize,
+    #[serde(default)]
+    pub restore_tenant: usize,
     pub update_registry: usize,
     pub blocked: usize,
     pub unreachable: usize,
@@ -310,6 +336,7 @@ pub fn plan(desired: &Desired, observed: &Observed, options: &PlanOptions) -> Pl
                         actions: Vec::new(),
                         blocked: Vec::new(),
                         unmanaged: Vec::new(),
+                        scheduled: Vec::new(),
                     },
                     projections: &mut projections,
                     orphans: &mut orphans,
@@ -330,6 +357,7 @@ pub fn plan(desired: &Desired, observed: &Observed, options: &PlanOptions) -> Pl
                 actions: Vec::new(),
                 blocked: Vec::new(),
                 unmanaged: Vec::new(),
+                scheduled: Vec::new(),
             }),
         }
     }
@@ -700,27 +728,21 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
                         self.project(slug, tenant.status, &row.schema_name, versions);
                     }
                     TenantStatus::Archived => {
-                        let archived = format!("archived_{slug}_{}", self.state.today);
-                        if self.state.schemas.contains(&archived) {
-                            self.block(
-                                BlockReason::Unmanaged,
-                                Some(slug),
-                                None,
-                                Some(&archived),
-                                format!("cannot archive tenant {slug}: schema {archived} already exists; rename or drop it first"),
-                            );
-                            self.project(slug, row.status, &row.schema_name, live.clone());
-                        } else {
-                            self.out.actions.push(Action::ArchiveTenant {
-                                tenant: slug.to_string(),
-                                schema: row.schema_name.clone(),
-                                archived_schema: archived.clone(),
-                                rw_role: row.rw_role.clone(),
-                            });
-                            self.project(slug, TenantStatus::Archived, &archived, live.clone());
+                        self.plan_archive(slug, row, &live);
+                    }
+                    TenantStatus::Deleted => {
+                        // Deleting cuts access at once and keeps the data: the tenant is
+                        // archived first, and dropped only after the retention period.
+                        if let Some(archived) = self.plan_archive(slug, row, &live) {
+                            let policy = &self.desired.policy;
+                            if policy.allow_destroy && policy.destroy_after.is_zero() {
+                                self.push_destroy(slug, row, &archived);
+                            } else if policy.allow_destroy {
+                                let due = self.state.now + policy.destroy_after.as_secs() as i64;
+                                self.schedule_destroy(slug, &archived, due);
+                            }
                         }
                     }
-                    TenantStatus::Deleted => self.plan_destroy(tenant, row, live.clone()),
                 }
             }
             (TenantStatus::Archived, TenantStatus::Archived) => {
@@ -744,14 +766,7 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
                 }
             }
             (TenantStatus::Archived, _) => {
-                self.block(
-                    BlockReason::UnsupportedTransition,
-                    Some(slug),
-                    None,
-                    Some(&row.schema_name),
-                    format!("tenant {slug} is archived (schema {}); neo-reconcile does not un-archive: rename the schema back to {schema} by hand and record the tenant with `neo-reconcile adopt`, or keep status = \"archived\"", row.schema_name),
-                );
-                self.project(slug, row.status, &row.schema_name, live.clone());
+                self.plan_restore(tenant, row, &live, applied, region_blocked);
             }
             (TenantStatus::Deleted, TenantStatus::Deleted) => {
                 self.projections.insert(slug.to_string(), None);
@@ -769,24 +784,144 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
         }
     }
 
-    fn plan_destroy(&mut self, tenant: &Tenant, row: &TenantRow, versions: BTreeMap<String, u32>) {
+    /// Archives a tenant (its schema renamed to `archived_<slug>_<date>`, its rw role cut
+    /// off, the data kept); returns the archived schema's name, or `None` when blocked.
+    fn plan_archive(
+        &mut self,
+        slug: &str,
+        row: &TenantRow,
+        live: &BTreeMap<String, u32>,
+    ) -> Option<String> {
+        let archived = format!("archived_{slug}_{}", self.state.today);
+        if self.state.schemas.contains(&archived) {
+            self.block(
+                BlockReason::Unmanaged,
+                Some(slug),
+                None,
+                Some(&archived),
+                format!("cannot archive tenant {slug}: schema {archived} already exists; rename or drop it first"),
+            );
+            self.project(slug, row.status, &row.schema_name, live.clone());
+            return None;
+        }
+        self.out.actions.push(Action::ArchiveTenant {
+            tenant: slug.to_string(),
+            schema: row.schema_name.clone(),
+            archived_schema: archived.clone(),
+            rw_role: row.rw_role.clone(),
+        });
+        self.project(slug, TenantStatus::Archived, &archived, live.clone());
+        Some(archived)
+    }
+
+    /// Brings an archived tenant back to `active` or `suspended`: its schema renamed back,
+    /// then its sets migrated as for any tenant.
+    fn plan_restore(
+        &mut self,
+        tenant: &Tenant,
+        row: &TenantRow,
+        live: &BTreeMap<String, u32>,
+        applied: &BTreeMap<(&str, &str), Vec<&HistoryRow>>,
+        region_blocked: &BTreeSet<String>,
+    ) {
         let slug = tenant.slug.as_str();
-        if self.desired.policy.allow_destroy {
-            self.out.actions.push(Action::DestroyTenant {
+        let schema = tenant.schema();
+        let missing: Vec<&str> = [&row.schema_name]
+            .into_iter()
+            .filter(|s| !self.state.schemas.contains(*s))
+            .chain(
+                [&row.owner_role, &row.rw_role]
+                    .into_iter()
+                    .filter(|r| !self.state.roles.contains(*r)),
+            )
+            .map(String::as_str)
+            .collect();
+        let message = if !missing.is_empty() {
+            Some((
+                BlockReason::MissingOutOfBand,
+                format!("cannot restore archived tenant {slug}: {} missing, dropped out of band; restore from backup", missing.join(", ")),
+            ))
+        } else if self.state.schemas.contains(&schema) {
+            Some((
+                BlockReason::Unmanaged,
+                format!("cannot restore archived tenant {slug} from schema {}: schema {schema} already exists; rename or drop it first", row.schema_name),
+            ))
+        } else {
+            None
+        };
+        if let Some((reason, message)) = message {
+            self.block(reason, Some(slug), None, Some(&row.schema_name), message);
+            self.project(slug, row.status, &row.schema_name, live.clone());
+            return;
+        }
+        self.out.actions.push(Action::RestoreTenant {
+            tenant: slug.to_string(),
+            archived_schema: row.schema_name.clone(),
+            schema: schema.clone(),
+            rw_role: row.rw_role.clone(),
+        });
+        let versions = self.plan_tenant_sets(tenant, &schema, applied, region_blocked);
+        if tenant.status == TenantStatus::Suspended {
+            self.out.actions.push(Action::SuspendTenant {
                 tenant: slug.to_string(),
-                schema: row.schema_name.clone(),
-                owner_role: row.owner_role.clone(),
+                schema: schema.clone(),
                 rw_role: row.rw_role.clone(),
             });
-            self.projections.insert(slug.to_string(), None);
-        } else {
+        }
+        self.project(slug, tenant.status, &schema, versions);
+    }
+
+    fn push_destroy(&mut self, slug: &str, row: &TenantRow, schema: &str) {
+        self.out.actions.push(Action::DestroyTenant {
+            tenant: slug.to_string(),
+            schema: schema.to_string(),
+            owner_role: row.owner_role.clone(),
+            rw_role: row.rw_role.clone(),
+        });
+        self.projections.insert(slug.to_string(), None);
+    }
+
+    fn schedule_destroy(&mut self, slug: &str, schema: &str, due: i64) {
+        self.out.scheduled.push(Scheduled {
+            kind: "destroy_tenant".into(),
+            tenant: slug.to_string(),
+            schema: schema.to_string(),
+            due: utc_timestamp(due),
+        });
+    }
+
+    /// A deleted tenant whose schema is archived: dropped once `destroy_after` has passed
+    /// since it was archived, and only with `allow_destroy = true`.
+    fn plan_destroy(&mut self, tenant: &Tenant, row: &TenantRow, versions: BTreeMap<String, u32>) {
+        let slug = tenant.slug.as_str();
+        let policy = &self.desired.policy;
+        if !policy.allow_destroy {
             self.block(
                 BlockReason::DestroyNotAllowed,
                 Some(slug),
                 None,
                 Some(&row.schema_name),
-                format!("tenant {slug} is deleted but neo.toml has [policy] allow_destroy = false: its schema {} is kept; set allow_destroy = true in a reviewed change to drop it", row.schema_name),
+                format!("tenant {slug} is deleted: its access is cut and its data kept in schema {}; neo.toml has [policy] allow_destroy = false, so it is never dropped: set allow_destroy = true in a reviewed change to drop it", row.schema_name),
             );
+            self.project(slug, row.status, &row.schema_name, versions);
+            return;
+        }
+        let Some(archived_at) = row.archived_at else {
+            self.block(
+                BlockReason::UnsupportedTransition,
+                Some(slug),
+                None,
+                Some(&row.schema_name),
+                format!("tenant {slug} is deleted but the time it was archived is not recorded, so its retention period cannot be told: drop schema {} by hand once it may go", row.schema_name),
+            );
+            self.project(slug, row.status, &row.schema_name, versions);
+            return;
+        };
+        let due = archived_at.saturating_add(policy.destroy_after.as_secs() as i64);
+        if self.state.now >= due {
+            self.push_destroy(slug, row, &row.schema_name);
+        } else {
+            self.schedule_destroy(slug, &row.schema_name, due);
             self.project(slug, row.status, &row.schema_name, versions);
         }
     }
@@ -1136,11 +1271,33 @@ fn summarize(regions: &[RegionPlan]) -> Summary {
                 Action::ResumeTenant { .. } => &mut s.resume_tenant,
                 Action::ArchiveTenant { .. } => &mut s.archive_tenant,
                 Action::DestroyTenant { .. } => &mut s.destroy_tenant,
+                Action::RestoreTenant { .. } => &mut s.restore_tenant,
                 Action::UpdateRegistry { .. } => &mut s.update_registry,
             } += 1;
         }
     }
     s
+}
+
+/// Seconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ` (UTC), without a clock or a date
+/// crate: the civil-from-days conversion of Howard Hinnant's date algorithms.
+pub fn utc_timestamp(epoch: i64) -> String {
+    let (days, secs) = (epoch.div_euclid(86_400), epoch.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3_600,
+        secs % 3_600 / 60,
+        secs % 60
+    )
 }
 
 fn short(checksum: &str) -> &str {

@@ -120,6 +120,13 @@ fn region_text(out: &mut String, region: &RegionPlan, desired: &Desired, options
         };
         let _ = writeln!(out, "  ! blocked {who}: {}", b.message);
     }
+    for s in &region.scheduled {
+        let _ = writeln!(
+            out,
+            "  @ {} {} scheduled: schema {} is dropped by the first apply after {} ([policy] destroy_after)",
+            s.kind, s.tenant, s.schema, s.due
+        );
+    }
     for s in &region.unmanaged {
         let _ = writeln!(
             out,
@@ -151,6 +158,9 @@ pub fn action_line(action: &Action) -> String {
         Action::ArchiveTenant { tenant, schema, archived_schema, .. } => {
             format!("- archive_tenant {tenant} (rename {schema} to {archived_schema}, data kept)")
         }
+        Action::RestoreTenant { tenant, archived_schema, schema, rw_role } => format!(
+            "~ restore_tenant {tenant} (rename {archived_schema} back to {schema}, give {rw_role} access again)"
+        ),
         Action::DestroyTenant { tenant, schema, owner_role, rw_role } => format!(
             "- destroy_tenant {tenant} (DROP schema {schema} and its data, roles {owner_role}, {rw_role})"
         ),
@@ -268,8 +278,14 @@ pub fn summary_line(s: &Summary) -> String {
     if s.changes == 0 && s.blocked == 0 && s.unreachable == 0 {
         return "No changes. The live state matches the desired state.".to_string();
     }
+    // Restores are rare: named only when there are some, so the usual line stays short.
+    let restore = if s.restore_tenant > 0 {
+        format!(", {} to restore", s.restore_tenant)
+    } else {
+        String::new()
+    };
     let mut line = format!(
-        "Plan: {} to bootstrap, {} to create, {} to migrate, {} to suspend, {} to resume, {} to archive, {} to destroy, {} registry update{}; {} blocked",
+        "Plan: {} to bootstrap, {} to create, {} to migrate, {} to suspend, {} to resume, {} to archive{restore}, {} to destroy, {} registry update{}; {} blocked",
         s.bootstrap,
         s.create_tenant,
         s.migrate,

@@ -14,6 +14,10 @@ use crate::desired::{
 use crate::observed::{Bookkeeping, TenantRow};
 
 const TODAY: &str = "20261123";
+/// 2026-11-23T12:00:00Z, the server time of every observed region.
+const NOW: i64 = 1_795_435_200;
+/// 2026-10-01T00:00:00Z, when the archived tenants of these cases were archived.
+const ARCHIVED_AT: i64 = 1_790_812_800;
 
 fn migration(set: &str, version: u32, description: &str) -> Migration {
     Migration {
@@ -110,6 +114,7 @@ fn options() -> PlanOptions {
 fn fresh() -> RegionState {
     RegionState {
         today: TODAY.into(),
+        now: NOW,
         schemas: ["public".to_string()].into_iter().collect(),
         ..RegionState::default()
     }
@@ -175,6 +180,7 @@ fn with_tenant(s: &mut RegionState, d: &Desired, slug: &str, status: TenantStatu
             schema_name: schema,
             owner_role: format!("tenant_{slug}_owner"),
             rw_role: format!("tenant_{slug}_rw"),
+            archived_at: (status == TenantStatus::Archived).then_some(ARCHIVED_AT),
         },
     );
 }
@@ -686,7 +692,7 @@ fn archive_is_blocked_when_the_archive_name_is_taken() {
 }
 
 #[test]
-fn destroy_is_blocked_without_allow_destroy() {
+fn deleting_cuts_access_at_once_and_keeps_the_data_without_allow_destroy() {
     let d = desired(&[("acme", "us", Deleted)]);
     let o = us_only(&d, &[("acme", Active, 3)]);
     check(
@@ -694,18 +700,24 @@ fn destroy_is_blocked_without_allow_destroy() {
         &o,
         &only_us(),
         expect![[r#"
-        neo-reconcile plan: desired state d1e2s3i4r5e6
+            neo-reconcile plan: desired state d1e2s3i4r5e6
 
-        Region us (db_us at 127.0.0.1:5432): 0 changes, 1 blocked
-          ! blocked tenant acme: tenant acme is deleted but neo.toml has [policy] allow_destroy = false: its schema tenant_acme is kept; set allow_destroy = true in a reviewed change to drop it
+            Region us (db_us at 127.0.0.1:5432): 2 changes, 0 blocked
+              - archive_tenant acme (rename tenant_acme to archived_acme_20261123, data kept)
+              ~ update_registry admin.database_connections in database neo_admin (1 upserted, 0 deleted)
+                  --- admin.database_connections (live)
+                  +++ admin.database_connections (planned)
+                  @@ -1 +1 @@
+                  -acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=3
+                  +acme region=us at=127.0.0.1:5432/db_us schema=archived_acme_20261123 status=archived versions=app=3
 
-        Plan: 0 to bootstrap, 0 to create, 0 to migrate, 0 to suspend, 0 to resume, 0 to archive, 0 to destroy, 0 registry updates; 1 blocked.
-    "#]],
+            Plan: 0 to bootstrap, 0 to create, 0 to migrate, 0 to suspend, 0 to resume, 1 to archive, 0 to destroy, 1 registry update; 0 blocked.
+        "#]],
     );
 }
 
 #[test]
-fn destroy_with_allow_destroy_drops_and_removes_the_registry_row() {
+fn destroy_waits_for_destroy_after_since_the_archive() {
     let mut d = desired(&[("acme", "us", Deleted), ("old", "us", Deleted)]);
     d.policy.allow_destroy = true;
     let o = us_only(&d, &[("acme", Active, 3), ("old", Archived, 3)]);
@@ -714,20 +726,22 @@ fn destroy_with_allow_destroy_drops_and_removes_the_registry_row() {
         &o,
         &only_us(),
         expect![[r#"
-        neo-reconcile plan: desired state d1e2s3i4r5e6
+            neo-reconcile plan: desired state d1e2s3i4r5e6
 
-        Region us (db_us at 127.0.0.1:5432): 3 changes, 0 blocked
-          - destroy_tenant acme (DROP schema tenant_acme and its data, roles tenant_acme_owner, tenant_acme_rw)
-          - destroy_tenant old (DROP schema archived_old_20261001 and its data, roles tenant_old_owner, tenant_old_rw)
-          ~ update_registry admin.database_connections in database neo_admin (0 upserted, 2 deleted)
-              --- admin.database_connections (live)
-              +++ admin.database_connections (planned)
-              @@ -1,2 +0,0 @@
-              -acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=3
-              -old region=us at=127.0.0.1:5432/db_us schema=archived_old_20261001 status=archived versions=app=3
+            Region us (db_us at 127.0.0.1:5432): 3 changes, 0 blocked
+              - archive_tenant acme (rename tenant_acme to archived_acme_20261123, data kept)
+              - destroy_tenant old (DROP schema archived_old_20261001 and its data, roles tenant_old_owner, tenant_old_rw)
+              ~ update_registry admin.database_connections in database neo_admin (1 upserted, 1 deleted)
+                  --- admin.database_connections (live)
+                  +++ admin.database_connections (planned)
+                  @@ -1,2 +1 @@
+                  -acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=3
+                  +acme region=us at=127.0.0.1:5432/db_us schema=archived_acme_20261123 status=archived versions=app=3
+                  -old region=us at=127.0.0.1:5432/db_us schema=archived_old_20261001 status=archived versions=app=3
+              @ destroy_tenant acme scheduled: schema archived_acme_20261123 is dropped by the first apply after 2026-12-23T12:00:00Z ([policy] destroy_after)
 
-        Plan: 0 to bootstrap, 0 to create, 0 to migrate, 0 to suspend, 0 to resume, 0 to archive, 2 to destroy, 1 registry update; 0 blocked.
-    "#]],
+            Plan: 0 to bootstrap, 0 to create, 0 to migrate, 0 to suspend, 0 to resume, 1 to archive, 1 to destroy, 1 registry update; 0 blocked.
+        "#]],
     );
 }
 
@@ -751,7 +765,7 @@ fn deleted_tenant_never_created_plans_nothing() {
 }
 
 #[test]
-fn unarchiving_and_reusing_a_destroyed_slug_are_blocked() {
+fn unarchiving_restores_and_reusing_a_destroyed_slug_is_blocked() {
     let d = desired(&[("acme", "us", Active), ("dead", "us", Active)]);
     let o = us_only(&d, &[("acme", Archived, 3), ("dead", Deleted, 0)]);
     check(
@@ -759,14 +773,20 @@ fn unarchiving_and_reusing_a_destroyed_slug_are_blocked() {
         &o,
         &only_us(),
         expect![[r#"
-        neo-reconcile plan: desired state d1e2s3i4r5e6
+            neo-reconcile plan: desired state d1e2s3i4r5e6
 
-        Region us (db_us at 127.0.0.1:5432): 0 changes, 2 blocked
-          ! blocked tenant acme: tenant acme is archived (schema archived_acme_20261001); neo-reconcile does not un-archive: rename the schema back to tenant_acme by hand and record the tenant with `neo-reconcile adopt`, or keep status = "archived"
-          ! blocked tenant dead: tenant dead was destroyed; a destroyed slug is not reused: give the tenant a new slug
+            Region us (db_us at 127.0.0.1:5432): 2 changes, 1 blocked
+              ~ restore_tenant acme (rename archived_acme_20261001 back to tenant_acme, give tenant_acme_rw access again)
+              ~ update_registry admin.database_connections in database neo_admin (1 upserted, 0 deleted)
+                  --- admin.database_connections (live)
+                  +++ admin.database_connections (planned)
+                  @@ -1 +1 @@
+                  -acme region=us at=127.0.0.1:5432/db_us schema=archived_acme_20261001 status=archived versions=app=3
+                  +acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=3
+              ! blocked tenant dead: tenant dead was destroyed; a destroyed slug is not reused: give the tenant a new slug
 
-        Plan: 0 to bootstrap, 0 to create, 0 to migrate, 0 to suspend, 0 to resume, 0 to archive, 0 to destroy, 0 registry updates; 2 blocked.
-    "#]],
+            Plan: 0 to bootstrap, 0 to create, 0 to migrate, 0 to suspend, 0 to resume, 0 to archive, 1 to restore, 0 to destroy, 1 registry update; 1 blocked.
+        "#]],
     );
 }
 
@@ -972,6 +992,7 @@ fn tenant_selection_plans_only_that_tenant_and_its_region_sets() {
 fn registry_after_apply_records_what_happened_not_what_was_planned() {
     let mut d = desired(&[("acme", "us", Deleted), ("beta", "us", Active)]);
     d.policy.allow_destroy = true;
+    d.policy.destroy_after = std::time::Duration::ZERO;
     let mut o = us_only(&d, &[("acme", Active, 3), ("beta", Active, 2)]);
     // The plan would delete acme's row and move beta to 3...
     let planned = plan(&d, &o, &only_us());
@@ -1008,4 +1029,134 @@ fn registry_after_apply_records_what_happened_not_what_was_planned() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn deleted_and_archived_without_allow_destroy_stays_blocked_with_its_data() {
+    let d = desired(&[("old", "us", Deleted)]);
+    let o = us_only(&d, &[("old", Archived, 3)]);
+    check(
+        &d,
+        &o,
+        &only_us(),
+        expect![[r#"
+        neo-reconcile plan: desired state d1e2s3i4r5e6
+
+        Region us (db_us at 127.0.0.1:5432): 0 changes, 1 blocked
+          ! blocked tenant old: tenant old is deleted: its access is cut and its data kept in schema archived_old_20261001; neo.toml has [policy] allow_destroy = false, so it is never dropped: set allow_destroy = true in a reviewed change to drop it
+
+        Plan: 0 to bootstrap, 0 to create, 0 to migrate, 0 to suspend, 0 to resume, 0 to archive, 0 to destroy, 0 registry updates; 1 blocked.
+    "#]],
+    );
+}
+
+#[test]
+fn destroy_after_not_yet_passed_is_scheduled_not_planned() {
+    let mut d = desired(&[("old", "us", Deleted)]);
+    d.policy.allow_destroy = true;
+    // Archived 2026-10-01; 60 days of retention end on 2026-11-30, after NOW.
+    d.policy.destroy_after = std::time::Duration::from_secs(60 * 86_400);
+    let o = us_only(&d, &[("old", Archived, 3)]);
+    check(
+        &d,
+        &o,
+        &only_us(),
+        expect![[r#"
+        neo-reconcile plan: desired state d1e2s3i4r5e6
+
+        Region us (db_us at 127.0.0.1:5432): 0 changes, 0 blocked
+          (no changes)
+          @ destroy_tenant old scheduled: schema archived_old_20261001 is dropped by the first apply after 2026-11-30T00:00:00Z ([policy] destroy_after)
+
+        No changes. The live state matches the desired state.
+    "#]],
+    );
+    let p = plan(&d, &o, &only_us());
+    assert!(!p.has_changes() && !p.is_blocked());
+    assert_eq!(p.regions[0].scheduled[0].due, "2026-11-30T00:00:00Z");
+}
+
+#[test]
+fn zero_destroy_after_archives_and_destroys_in_one_plan() {
+    let mut d = desired(&[("acme", "us", Deleted)]);
+    d.policy.allow_destroy = true;
+    d.policy.destroy_after = std::time::Duration::ZERO;
+    let o = us_only(&d, &[("acme", Active, 3)]);
+    check(
+        &d,
+        &o,
+        &only_us(),
+        expect![[r#"
+        neo-reconcile plan: desired state d1e2s3i4r5e6
+
+        Region us (db_us at 127.0.0.1:5432): 3 changes, 0 blocked
+          - archive_tenant acme (rename tenant_acme to archived_acme_20261123, data kept)
+          - destroy_tenant acme (DROP schema archived_acme_20261123 and its data, roles tenant_acme_owner, tenant_acme_rw)
+          ~ update_registry admin.database_connections in database neo_admin (0 upserted, 1 deleted)
+              --- admin.database_connections (live)
+              +++ admin.database_connections (planned)
+              @@ -1 +0,0 @@
+              -acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=3
+
+        Plan: 0 to bootstrap, 0 to create, 0 to migrate, 0 to suspend, 0 to resume, 1 to archive, 1 to destroy, 1 registry update; 0 blocked.
+    "#]],
+    );
+}
+
+#[test]
+fn restore_is_blocked_when_the_tenant_schema_name_is_taken() {
+    let d = desired(&[("acme", "us", Suspended)]);
+    let mut o = us_only(&d, &[("acme", Archived, 3)]);
+    us_state(&mut o).schemas.insert("tenant_acme".into());
+    check(
+        &d,
+        &o,
+        &only_us(),
+        expect![[r#"
+        neo-reconcile plan: desired state d1e2s3i4r5e6
+
+        Region us (db_us at 127.0.0.1:5432): 0 changes, 1 blocked
+          ! blocked tenant acme: cannot restore archived tenant acme from schema archived_acme_20261001: schema tenant_acme already exists; rename or drop it first
+          ? unmanaged schema tenant_acme: no bookkeeping row, left alone
+
+        Plan: 0 to bootstrap, 0 to create, 0 to migrate, 0 to suspend, 0 to resume, 0 to archive, 0 to destroy, 0 registry updates; 1 blocked.
+    "#]],
+    );
+}
+
+#[test]
+fn restore_to_suspended_renames_back_then_cuts_access() {
+    let d = desired(&[("acme", "us", Suspended)]);
+    let o = us_only(&d, &[("acme", Archived, 2)]);
+    check(
+        &d,
+        &o,
+        &only_us(),
+        expect![[r#"
+        neo-reconcile plan: desired state d1e2s3i4r5e6
+
+        Region us (db_us at 127.0.0.1:5432): 4 changes, 0 blocked
+          ~ restore_tenant acme (rename archived_acme_20261001 back to tenant_acme, give tenant_acme_rw access again)
+          ~ migrate tenant acme: app 2 -> 3 in schema tenant_acme
+              V3 view
+          - suspend_tenant acme (revoke tenant_acme_rw's access to tenant_acme)
+          ~ update_registry admin.database_connections in database neo_admin (1 upserted, 0 deleted)
+              --- admin.database_connections (live)
+              +++ admin.database_connections (planned)
+              @@ -1 +1 @@
+              -acme region=us at=127.0.0.1:5432/db_us schema=archived_acme_20261001 status=archived versions=app=2
+              +acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=suspended versions=app=3
+
+        Plan: 0 to bootstrap, 0 to create, 1 to migrate, 1 to suspend, 0 to resume, 0 to archive, 1 to restore, 0 to destroy, 1 registry update; 0 blocked.
+    "#]],
+    );
+}
+
+#[test]
+fn utc_timestamps_from_epoch_seconds() {
+    assert_eq!(super::utc_timestamp(0), "1970-01-01T00:00:00Z");
+    assert_eq!(super::utc_timestamp(NOW), "2026-11-23T12:00:00Z");
+    assert_eq!(super::utc_timestamp(ARCHIVED_AT), "2026-10-01T00:00:00Z");
+    assert_eq!(super::utc_timestamp(951_782_400), "2000-02-29T00:00:00Z");
+    assert_eq!(super::utc_timestamp(-1), "1969-12-31T23:59:59Z");
 }

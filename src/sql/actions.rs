@@ -184,6 +184,21 @@ pub fn program(
             ),
             set_status(tenant, "archived", Some(archived_schema)),
         )),
+        Action::RestoreTenant {
+            tenant,
+            archived_schema,
+            schema,
+            rw_role,
+        } => setup_only(in_transaction(
+            format!(
+                "ALTER SCHEMA {} RENAME TO {};\nGRANT USAGE ON SCHEMA {} TO {}",
+                ident(archived_schema),
+                ident(schema),
+                ident(schema),
+                ident(rw_role)
+            ),
+            set_status(tenant, "active", Some(schema)),
+        )),
         Action::DestroyTenant {
             tenant,
             schema,
@@ -221,7 +236,8 @@ fn in_transaction(ddl: String, bookkeeping: Statement) -> Vec<Step> {
 fn set_status(tenant: &str, status: &str, schema: Option<&str>) -> Statement {
     Statement::with(
         "UPDATE neo_reconcile.tenants SET status = $2, schema_name = coalesce($3, schema_name), \
-         updated_at = now(), git_commit = $4 WHERE slug = $1",
+         archived_at = CASE WHEN $2 = 'archived' THEN now() END, updated_at = now(), git_commit = $4 \
+         WHERE slug = $1",
         vec![
             Value::Text(tenant.into()),
             Value::Text(status.into()),

@@ -272,7 +272,7 @@ fn failing_tenant_rolls_back_and_others_complete_with_high_max_failures() {
         s.replace("max_failures = 1", "max_failures = 10")
     });
     let run = w.neo("apply", &["--auto-approve"]);
-    run.expect_code(1);
+    run.expect_code(3);
     assert!(
         run.stdout.contains("tenant globex FAILED (rolled back)")
             && run.stdout.contains("boom in tenant_globex"),
@@ -318,7 +318,7 @@ fn with_default_max_failures_no_new_tenant_starts_after_a_failure() {
     w.neo("apply", &["--auto-approve"]).expect_code(0);
     add_v7(&w, &failing_v7(&["tenant_alpha"]));
     let run = w.neo("apply", &["--auto-approve", "--region", "eu-west"]);
-    run.expect_code(1);
+    run.expect_code(3);
     assert!(run.stdout.contains("tenant alpha FAILED"), "{}", run.stdout);
     assert!(
         run.stdout
@@ -348,7 +348,7 @@ fn failing_canary_stops_the_rest_of_its_region() {
         s.replace("max_failures = 1", "max_failures = 10")
     });
     let run = w.neo("apply", &["--auto-approve", "--region", "us-east"]);
-    run.expect_code(1);
+    run.expect_code(3);
     assert!(run.stdout.contains("tenant acme FAILED"), "{}", run.stdout);
     assert!(
         run.stdout
@@ -445,7 +445,7 @@ fn suspend_cuts_a_member_login_role_off_and_resume_restores_it() {
 }
 
 #[test]
-fn archive_keeps_the_data_and_destroy_needs_allow_destroy() {
+fn archive_keeps_the_data_and_destroy_needs_allow_destroy_and_the_retention_period() {
     let w = World::new();
     w.neo("apply", &["--auto-approve"]).expect_code(0);
     w.us.psql(
@@ -470,8 +470,10 @@ fn archive_keeps_the_data_and_destroy_needs_allow_destroy() {
     w.edit("tenants/globex.toml", |s| {
         s.replace("status = \"archived\"", "status = \"deleted\"")
     });
+    // Deleted without allow_destroy: nothing left to run, the data stays, and the blocked
+    // finding says so (exit 4: only blocked items remain).
     let refused = w.neo("apply", &["--auto-approve"]);
-    refused.expect_code(1);
+    refused.expect_code(4);
     assert!(
         refused.stdout.contains("allow_destroy = false"),
         "{}",
@@ -483,8 +485,29 @@ fn archive_keeps_the_data_and_destroy_needs_allow_destroy() {
         "1"
     );
 
+    // allow_destroy = true alone: the default retention (30 days since the archive) has not
+    // passed, so the plan only schedules the drop.
     w.edit("neo.toml", |s| {
         s.replace("allow_destroy = false", "allow_destroy = true")
+    });
+    let waiting = w.neo("apply", &["--auto-approve"]);
+    waiting.expect_code(0);
+    assert!(
+        waiting.stdout.contains(&format!(
+            "@ destroy_tenant globex scheduled: schema {archived} is dropped by the first apply after"
+        )),
+        "{}",
+        waiting.stdout
+    );
+    assert_eq!(
+        w.us.psql("neo_us", &format!("SELECT count(*) FROM {archived}.users"))
+            .trim(),
+        "1"
+    );
+
+    // With the retention period over (here: none), the archived schema is dropped.
+    w.edit("neo.toml", |s| {
+        s.replace("destroy_after = \"30d\"", "destroy_after = \"0s\"")
     });
     w.neo("apply", &["--auto-approve"]).expect_code(0);
     let gone = w.us.psql(
@@ -602,4 +625,59 @@ fn worker_connections_are_renewed_every_25_tenants() {
         2,
         "sessions: {many} for {migrated} tenants, {one} for one"
     );
+}
+
+#[test]
+fn deleting_a_tenant_cuts_access_at_once_and_a_revert_brings_it_back_with_its_data() {
+    let w = World::new();
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    w.us.psql(
+        "postgres",
+        "CREATE ROLE app_globex LOGIN PASSWORD 'app-pw' IN ROLE tenant_globex_rw",
+    );
+    w.us.psql(
+        "neo_us",
+        "INSERT INTO tenant_globex.users (email, display_name) VALUES ('a@globex.test', 'A')",
+    );
+    let as_app = |w: &World| {
+        w.us.try_psql_as(
+            "neo_us",
+            "app_globex",
+            "app-pw",
+            "SELECT count(*) FROM tenant_globex.users",
+        )
+    };
+    assert_eq!(as_app(&w).unwrap().trim(), "1");
+
+    // Friday: a mistaken deletion merges (allow_destroy = false in the example).
+    w.edit("tenants/globex.toml", |s| {
+        s.replace("status = \"active\"", "status = \"deleted\"")
+    });
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    let err = as_app(&w).unwrap_err();
+    assert!(err.contains("tenant_globex"), "{err}");
+    let archived_at = w.us.psql(
+        "neo_us",
+        "SELECT status || ' ' || (archived_at IS NOT NULL) FROM neo_reconcile.tenants WHERE slug = 'globex'",
+    );
+    assert_eq!(archived_at.trim(), "archived true");
+
+    // Monday: the revert restores the schema under its name, access and data included.
+    w.edit("tenants/globex.toml", |s| {
+        s.replace("status = \"deleted\"", "status = \"active\"")
+    });
+    let restored = w.neo("apply", &["--auto-approve"]);
+    restored.expect_code(0);
+    assert!(
+        restored.stdout.contains("~ restore_tenant globex"),
+        "{}",
+        restored.stdout
+    );
+    assert_eq!(as_app(&w).unwrap().trim(), "1");
+    let row = w.us.psql(
+        "neo_us",
+        "SELECT status || ' ' || schema_name || ' ' || (archived_at IS NULL) FROM neo_reconcile.tenants WHERE slug = 'globex'",
+    );
+    assert_eq!(row.trim(), "active tenant_globex true");
+    w.neo("plan", &["--detailed-exitcode"]).expect_code(0);
 }
