@@ -242,6 +242,9 @@ pub enum BlockReason {
     UnsupportedTransition,
     /// A managed tenant is no longer in the desired state of this region.
     Orphaned,
+    /// A managed tenant's file names another region: data is never moved or copied between
+    /// regions (data residency).
+    RegionMove,
     /// neo-reconcile's own schema is newer than this build.
     BookkeepingTooNew,
 }
@@ -540,18 +543,18 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
             if elsewhere == Some(&self.region.name) {
                 continue;
             }
-            let message = match elsewhere {
-                Some(other) => format!(
-                    "tenant {} lives in region {} but tenants/{}.toml now says region {other:?}: neo-reconcile does not move data between regions; put the region back",
+            let (reason, message) = match elsewhere {
+                Some(other) => (BlockReason::RegionMove, format!(
+                    "tenant {} lives in region {} but tenants/{}.toml now says region {other:?}: neo-reconcile does not move data between regions (nor create a second copy in {other}); put the region back, or move the data yourself and give the tenant in {other} a new slug",
                     row.slug, self.region.name, row.slug
-                ),
-                None => format!(
+                )),
+                None => (BlockReason::Orphaned, format!(
                     "tenant {} is managed in region {} but tenants/{}.toml is gone: restore the file with status = \"archived\" or \"deleted\" instead of removing it",
                     row.slug, self.region.name, row.slug
-                ),
+                )),
             };
             self.block(
-                BlockReason::Orphaned,
+                reason,
                 Some(&row.slug),
                 None,
                 Some(&row.schema_name),
@@ -626,7 +629,7 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
                 .filter(|r| **r != self.region.name)
             {
                 self.block(
-                    BlockReason::Orphaned,
+                    BlockReason::RegionMove,
                     Some(slug),
                     None,
                     None,

@@ -812,25 +812,31 @@ fn managed_tenant_missing_from_the_desired_state_is_orphaned() {
 }
 
 #[test]
-fn tenant_moved_to_another_region_is_orphaned_not_moved() {
+fn tenant_moved_to_another_region_is_blocked_not_moved() {
     let d = desired(&[("acme", "eu", Active)]);
     let d_before = desired(&[("acme", "us", Active)]);
     let o = us_only(&d_before, &[("acme", Active, 3)]);
+    let reasons: Vec<BlockReason> = plan(&d, &o, &options())
+        .regions
+        .iter()
+        .flat_map(|r| r.blocked.iter().map(|b| b.reason))
+        .collect();
+    assert_eq!(reasons, [BlockReason::RegionMove, BlockReason::RegionMove]);
     check(
         &d,
         &o,
         &options(),
         expect![[r#"
-        neo-reconcile plan: desired state d1e2s3i4r5e6
+            neo-reconcile plan: desired state d1e2s3i4r5e6
 
-        Region eu (db_eu at 127.0.0.1:5433): 0 changes, 1 blocked
-          ! blocked tenant acme: tenant acme still lives in region us: neo-reconcile does not move data between regions, so it is not created here
+            Region eu (db_eu at 127.0.0.1:5433): 0 changes, 1 blocked
+              ! blocked tenant acme: tenant acme still lives in region us: neo-reconcile does not move data between regions, so it is not created here
 
-        Region us (db_us at 127.0.0.1:5432): 0 changes, 1 blocked
-          ! blocked tenant acme: tenant acme lives in region us but tenants/acme.toml now says region "eu": neo-reconcile does not move data between regions; put the region back
+            Region us (db_us at 127.0.0.1:5432): 0 changes, 1 blocked
+              ! blocked tenant acme: tenant acme lives in region us but tenants/acme.toml now says region "eu": neo-reconcile does not move data between regions (nor create a second copy in eu); put the region back, or move the data yourself and give the tenant in eu a new slug
 
-        Plan: 0 to bootstrap, 0 to create, 0 to migrate, 0 to suspend, 0 to resume, 0 to archive, 0 to destroy, 0 registry updates; 2 blocked.
-    "#]],
+            Plan: 0 to bootstrap, 0 to create, 0 to migrate, 0 to suspend, 0 to resume, 0 to archive, 0 to destroy, 0 registry updates; 2 blocked.
+        "#]],
     );
 }
 
