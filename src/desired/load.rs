@@ -11,7 +11,9 @@
 //!    is read again: one file can report many such mistakes.
 //!
 //! Then the rules that span files are checked (regions, tenants, schema sets, migrations).
-//! The settings and their durations are checked in [`super::settings`].
+//! Two groups of rules live in their own modules: the settings and their durations in
+//! [`super::settings`], and the length of every derived PostgreSQL identifier in
+//! [`super::identifiers`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -24,6 +26,7 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::diagnostic::{Diagnostic, Diagnostics, SourceText};
+use super::identifiers;
 use super::raw::{RawCredentials, RawNeo, RawRegion, RawSchemaSet, RawTenant};
 use super::settings;
 use super::{
@@ -307,7 +310,7 @@ impl Cx {
                 ),
             );
         }
-        ok &= self.check_identifier(src, &cp.database, "control_plane.database", "database");
+        ok &= self.check_database(src, &cp.database, "control_plane.database");
         ok.then(|| ControlPlane {
             region: cp.region.get_ref().clone(),
             database: cp.database.get_ref().clone(),
@@ -367,7 +370,7 @@ impl Cx {
                 format!("port {port} is out of range: use 1 to 65535"),
             );
         }
-        ok &= self.check_identifier(src, &pg.database, "postgres.database", "database");
+        ok &= self.check_database(src, &pg.database, "postgres.database");
         let sslmode = match &pg.sslmode {
             None => Some(SslMode::VerifyFull),
             Some(s) => {
@@ -506,7 +509,8 @@ impl Cx {
             let name = key.get_ref();
             let raw = spanned.get_ref();
             let field = format!("schema_sets.{name}");
-            let mut set_ok = self.check_identifier(src, key, &field, "schema set");
+            let name_ok = self.check_identifier(src, key, &field, "schema set");
+            let mut set_ok = name_ok;
             let scope = match raw.scope.get_ref().as_str() {
                 "region" => Some(Scope::Region),
                 "tenant" => Some(Scope::Tenant),
@@ -532,6 +536,17 @@ impl Cx {
                     key.span(),
                     field.clone(),
                     format!("a region-scope set is applied into schema {name:?}, which is reserved: rename the set"),
+                );
+            }
+            if scope == Some(Scope::Region) && name_ok {
+                set_ok &= identifiers::check(
+                    &mut self.diags,
+                    src,
+                    key.span(),
+                    &field,
+                    "schema set name",
+                    name,
+                    &identifiers::of_region_set(name),
                 );
             }
             let migrations = self.check_migrations(name, key.span(), src);
@@ -882,6 +897,16 @@ impl Cx {
                     "slug",
                     format!("invalid slug {slug:?}: use 2 to 40 characters, lowercase letters, digits and '_', starting with a letter"),
                 );
+            } else {
+                ok &= identifiers::check(
+                    &mut self.diags,
+                    src,
+                    raw.slug.span(),
+                    "slug",
+                    "slug",
+                    slug,
+                    &identifiers::of_tenant(slug),
+                );
             }
             let region = raw.region.get_ref();
             match regions.get(region) {
@@ -1017,6 +1042,21 @@ impl Cx {
             }
         }
         tenants
+    }
+
+    /// Checks a database name: a plain identifier that PostgreSQL keeps whole.
+    fn check_database(&mut self, src: &SourceText, value: &Spanned<String>, field: &str) -> bool {
+        let name = value.get_ref();
+        self.check_identifier(src, value, field, "database")
+            && identifiers::check(
+                &mut self.diags,
+                src,
+                value.span(),
+                field,
+                "database name",
+                name,
+                &identifiers::of_database(name),
+            )
     }
 
     /// Checks that a name can be used as a PostgreSQL identifier without quoting.
@@ -1370,7 +1410,7 @@ fn is_effectively_empty(sql: &str) -> bool {
         .all(|l| l.is_empty() || l.starts_with("--"))
 }
 
-fn is_slug(s: &str) -> bool {
+pub(super) fn is_slug(s: &str) -> bool {
     let b = s.as_bytes();
     (2..=40).contains(&b.len())
         && b[0].is_ascii_lowercase()

@@ -2234,6 +2234,92 @@ fn password_url_inside_an_array_is_reported_and_never_echoed() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Names PostgreSQL would truncate (63 bytes): every derived identifier fits.
+// ---------------------------------------------------------------------------------------------
+
+/// A region-scope set `S` owns schema `S` through role `S_owner`: 58 bytes make a 64-byte role.
+#[test]
+fn region_scope_set_whose_owner_role_would_be_truncated_is_rejected() {
+    let tree = Tree::example();
+    let set = format!("common_{}", "x".repeat(51)); // 58 bytes.
+    tree.write(
+        "neo.toml",
+        &format!("{NEO}\n[schema_sets.{set}]\nscope = \"region\"\n"),
+    )
+    .write(&format!("schemas/{set}/V1__init.sql"), SQL);
+    let r = tree.validate();
+    let d = r.only_error();
+    assert_diag(
+        d,
+        "neo.toml",
+        15,
+        14,
+        &format!("schema_sets.{set}"),
+        &format!("schema set name \"{set}\" gives owner role \"{set}_owner\" (64 bytes), longer than the 63 bytes PostgreSQL keeps"),
+    );
+    assert!(
+        d.message
+            .ends_with("shorten the schema set name to at most 57 bytes"),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn region_scope_set_name_of_57_bytes_fits() {
+    let tree = Tree::example();
+    let set = format!("common_{}", "x".repeat(50)); // 57 bytes: the owner role is 63.
+    tree.write(
+        "neo.toml",
+        &format!("{NEO}\n[schema_sets.{set}]\nscope = \"region\"\n"),
+    )
+    .write(&format!("schemas/{set}/V1__init.sql"), SQL);
+    tree.validate().assert_valid();
+}
+
+/// A tenant-scope set's name is only recorded as data, never made into an identifier.
+#[test]
+fn tenant_scope_set_name_of_63_bytes_derives_no_identifier() {
+    let tree = Tree::example();
+    let set = format!("billing_{}", "x".repeat(55)); // 63 bytes.
+    tree.write(
+        "neo.toml",
+        &format!("{NEO}\n[schema_sets.{set}]\nscope = \"tenant\"\n"),
+    )
+    .write(&format!("schemas/{set}/V1__init.sql"), SQL);
+    tree.validate().assert_valid();
+}
+
+#[test]
+fn database_name_over_63_bytes_is_reported_once() {
+    let tree = Tree::example();
+    let database = "d".repeat(64);
+    tree.write(
+        "regions/eu-west.toml",
+        &EU_WEST.replace("neo_eu", &database),
+    );
+    let r = tree.validate();
+    assert_diag(
+        r.only_error(),
+        "regions/eu-west.toml",
+        7,
+        12,
+        "postgres.database",
+        "invalid database name",
+    );
+}
+
+#[test]
+fn longest_valid_slug_is_accepted() {
+    let tree = Tree::example();
+    let slug = format!("t{}", "x".repeat(39)); // 40 bytes: the archived schema is 58.
+    tree.write(
+        &format!("tenants/{slug}.toml"),
+        &format!("slug = \"{slug}\"\nregion = \"us-east\"\nresidency = \"US\"\n"),
+    );
+    tree.validate().assert_valid();
+}
+
+// ---------------------------------------------------------------------------------------------
 // [policy] destroy_after and [apply] retries; durations in days.
 // ---------------------------------------------------------------------------------------------
 
