@@ -922,23 +922,37 @@ impl Cx {
                         ),
                     );
                 }
-                Some(known) => {
-                    if let (Some(want), Some(have)) = (&raw.residency, &known.residency) {
-                        if want.get_ref() != have {
-                            ok = false;
-                            self.diags.error(
-                                src,
-                                want.span(),
-                                "residency",
-                                format!(
-                                    "residency {:?} differs from region {region:?}'s residency {have:?}: move the tenant to a region in {:?} or fix the residency",
-                                    want.get_ref(),
-                                    want.get_ref()
-                                ),
-                            );
-                        }
+                // A region whose residency is unknown (its file is broken) or empty (reported
+                // there) asks nothing of its tenants.
+                Some(known) => match (&raw.residency, &known.residency) {
+                    (Some(want), Some(have)) if want.get_ref() != have => {
+                        ok = false;
+                        self.diags.error(
+                            src,
+                            want.span(),
+                            "residency",
+                            format!(
+                                "residency {:?} differs from region {region:?}'s residency {have:?}: move the tenant to a region in {:?} or fix the residency",
+                                want.get_ref(),
+                                want.get_ref()
+                            ),
+                        );
                     }
-                }
+                    // A missing residency would let a tenant into any region unnoticed: the
+                    // tenant file must state the zone its data is bound to.
+                    (None, Some(have)) if !have.trim().is_empty() => {
+                        ok = false;
+                        self.diags.error(
+                            src,
+                            0..0,
+                            "residency",
+                            format!(
+                                "missing required field `residency`: required because region {region:?} declares residency {have:?}; add residency = {have:?}"
+                            ),
+                        );
+                    }
+                    _ => {}
+                },
             }
             let status = match &raw.status {
                 None => Some(TenantStatus::Active),

@@ -438,12 +438,12 @@ env = "NEO_US_EAST"
         &EU_WEST.replace(r#"sslmode = "disable""#, r#"sslmode = "strict""#),
     )
     .write("regions/eu-west2.toml", EU_WEST);
-    tree.write("tenants/9lives.toml", "slug = \"9lives\"\nregion = \"us-east\"\n")
+    tree.write("tenants/9lives.toml", "slug = \"9lives\"\nregion = \"us-east\"\nresidency = \"US\"\n")
         .write(
             "tenants/globex.toml",
-            "slug = \"globex\"\nregion = \"us-east\"\nstatus = 1\n",
+            "slug = \"globex\"\nregion = \"us-east\"\nstatus = 1\nresidency = \"US\"\n",
         )
-        .write("tenants/hooli.toml", "slug = \"hooly\"\nregion = \"eu-west\"\n")
+        .write("tenants/hooli.toml", "slug = \"hooly\"\nregion = \"eu-west\"\nresidency = \"EU\"\n")
         .write(
             "tenants/initech.toml",
             "slug = \"initech\"\nregion = \"us-east\"\nstatus = suspended\n",
@@ -454,7 +454,7 @@ env = "NEO_US_EAST"
         )
         .write(
             "tenants/umbrella.toml",
-            "slug = \"umbrella\"\nregion = \"us-east\"\nstatus = \"archived\"\narchived_at = \"2024-01-01\"\n",
+            "slug = \"umbrella\"\nregion = \"us-east\"\nstatus = \"archived\"\narchived_at = \"2024-01-01\"\nresidency = \"US\"\n",
         )
         .write(
             "tenants/yak.toml",
@@ -673,7 +673,7 @@ fn unknown_top_level_field() {
     let tree = Tree::example();
     tree.write(
         "tenants/umbrella.toml",
-        "slug = \"umbrella\"\nregion = \"us-east\"\nstatus = \"archived\"\narchived_at = \"2024-01-01\"\n",
+        "slug = \"umbrella\"\nregion = \"us-east\"\nstatus = \"archived\"\narchived_at = \"2024-01-01\"\nresidency = \"US\"\n",
     );
     let r = tree.validate();
     let d = r.only_error();
@@ -888,7 +888,7 @@ fn columns_count_characters() {
     let tree = Tree::example();
     tree.write(
         "tenants/zed.toml",
-        "slug = \"zed\"\nregion = \"us-east\"\nschema_sets = { \"über\" = 1, tenant_template = 99 }\n",
+        "slug = \"zed\"\nregion = \"us-east\"\nschema_sets = { \"über\" = 1, tenant_template = 99 }\nresidency = \"US\"\n",
     );
     let r = tree.validate();
     r.assert_errors(2);
@@ -938,7 +938,7 @@ fn tenant_slug_must_match_file_stem() {
     let tree = Tree::example();
     tree.write(
         "tenants/hooli.toml",
-        "slug = \"hooly\"\nregion = \"eu-west\"\n",
+        "slug = \"hooly\"\nregion = \"eu-west\"\nresidency = \"EU\"\n",
     );
     let r = tree.validate();
     assert_diag(
@@ -956,11 +956,11 @@ fn tenant_slug_must_be_valid() {
     let tree = Tree::example();
     tree.write(
         "tenants/9lives.toml",
-        "slug = \"9lives\"\nregion = \"us-east\"\n",
+        "slug = \"9lives\"\nregion = \"us-east\"\nresidency = \"US\"\n",
     )
     .write(
         "tenants/x.toml",
-        "# one letter is too short\nslug = \"x\"\nregion = \"us-east\"\n",
+        "# one letter is too short\nslug = \"x\"\nregion = \"us-east\"\nresidency = \"US\"\n",
     );
     let r = tree.validate();
     r.assert_errors(2);
@@ -981,7 +981,7 @@ fn duplicate_tenant() {
     let tree = Tree::example();
     tree.write(
         "tenants/hooli_eu.toml",
-        "slug = \"hooli\"\nregion = \"eu-west\"\n",
+        "slug = \"hooli\"\nregion = \"eu-west\"\nresidency = \"EU\"\n",
     );
     let r = tree.validate();
     let dup: Vec<&Diag> = r
@@ -1005,7 +1005,7 @@ fn duplicate_tenant_is_reported_once() {
     let tree = Tree::example();
     tree.write(
         "tenants/hooli_eu.toml",
-        "slug = \"hooli\"\nregion = \"eu-west\"\n",
+        "slug = \"hooli\"\nregion = \"eu-west\"\nresidency = \"EU\"\n",
     );
     let r = tree.validate();
     assert_diag(
@@ -1103,7 +1103,7 @@ fn unknown_tenant_status() {
     let tree = Tree::example();
     tree.write(
         "tenants/globex.toml",
-        "slug = \"globex\"\nregion = \"us-east\"\nstatus = \"paused\"\n",
+        "slug = \"globex\"\nregion = \"us-east\"\nstatus = \"paused\"\nresidency = \"US\"\n",
     );
     let r = tree.validate();
     assert_diag(
@@ -1776,7 +1776,7 @@ fn unknown_set_in_tenant_pin() {
     let tree = Tree::example();
     tree.write(
         "tenants/acme.toml",
-        "slug = \"acme\"\nregion = \"us-east\"\n\n[schema_sets]\ntenant_templates = 6\n",
+        "slug = \"acme\"\nregion = \"us-east\"\nresidency = \"US\"\n[schema_sets]\ntenant_templates = 6\n",
     );
     let r = tree.validate();
     assert_diag(
@@ -1794,7 +1794,7 @@ fn pinning_a_region_scope_set() {
     let tree = Tree::example();
     tree.write(
         "tenants/acme.toml",
-        "slug = \"acme\"\nregion = \"us-east\"\n\n[schema_sets]\nplatform_common = 2\n",
+        "slug = \"acme\"\nregion = \"us-east\"\nresidency = \"US\"\n[schema_sets]\nplatform_common = 2\n",
     );
     let r = tree.validate();
     assert_diag(
@@ -1812,7 +1812,7 @@ fn pin_above_highest_migration() {
     let tree = Tree::example();
     tree.write(
         "tenants/acme.toml",
-        "slug = \"acme\"\nregion = \"us-east\"\n\n[schema_sets]\ntenant_template = 7\n",
+        "slug = \"acme\"\nregion = \"us-east\"\nresidency = \"US\"\n[schema_sets]\ntenant_template = 7\n",
     );
     let r = tree.validate();
     assert_diag(
@@ -1830,7 +1830,7 @@ fn pin_below_1() {
     let tree = Tree::example();
     tree.write(
         "tenants/acme.toml",
-        "slug = \"acme\"\nregion = \"us-east\"\n\n[schema_sets]\ntenant_template = 0\n",
+        "slug = \"acme\"\nregion = \"us-east\"\nresidency = \"US\"\n[schema_sets]\ntenant_template = 0\n",
     );
     let r = tree.validate();
     assert_diag(
@@ -1853,7 +1853,7 @@ fn pins_are_checked_even_when_another_schema_set_is_broken() {
     .write("schemas/delta/V1__init.sql", SQL)
     .write(
         "tenants/acme.toml",
-        "slug = \"acme\"\nregion = \"us-east\"\n\n[schema_sets]\ntenant_template = 7\n",
+        "slug = \"acme\"\nregion = \"us-east\"\nresidency = \"US\"\n[schema_sets]\ntenant_template = 7\n",
     );
     let r = tree.validate();
     r.assert_errors(2);
@@ -1921,7 +1921,7 @@ fn pin_equal_to_target_is_silent() {
     let tree = Tree::example();
     tree.write(
         "tenants/globex.toml",
-        "slug = \"globex\"\nregion = \"us-east\"\n\n[schema_sets]\ntenant_template = 5\n",
+        "slug = \"globex\"\nregion = \"us-east\"\nresidency = \"US\"\n[schema_sets]\ntenant_template = 5\n",
     );
     let r = tree.validate();
     r.assert_valid();
@@ -2231,6 +2231,92 @@ fn password_url_inside_an_array_is_reported_and_never_echoed() {
         d.message
     );
     assert!(!r.dump().contains("hunter2"), "{}", r.dump());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data residency is enforced: a tenant states the zone its data is bound to.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn tenant_without_residency_is_rejected_when_its_region_declares_one() {
+    let tree = Tree::example();
+    tree.write("tenants/zed.toml", "slug = \"zed\"\nregion = \"us-east\"\n");
+    let r = tree.validate();
+    assert_diag(
+        r.only_error(),
+        "tenants/zed.toml",
+        1,
+        1,
+        "residency",
+        "missing required field `residency`: required because region \"us-east\" declares residency \"US\"; add residency = \"US\"",
+    );
+
+    let run = tree.validate_text();
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout.lines().any(|l| l
+            == "tenants/zed.toml:1:1: error: residency: missing required field `residency`: \
+                required because region \"us-east\" declares residency \"US\"; add residency = \"US\""),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn missing_residency_is_reported_with_the_tenant_s_other_mistakes() {
+    let tree = Tree::example();
+    tree.write(
+        "tenants/zed.toml",
+        "slug = \"zed\"\nregion = \"eu-west\"\nstatus = \"paused\"\n",
+    );
+    let r = tree.validate();
+    r.assert_errors(2);
+    assert_diag(
+        r.error("tenants/zed.toml", "residency"),
+        "tenants/zed.toml",
+        1,
+        1,
+        "residency",
+        "required because region \"eu-west\" declares residency \"EU\"",
+    );
+    assert_diag(
+        r.error("tenants/zed.toml", "status"),
+        "tenants/zed.toml",
+        3,
+        10,
+        "status",
+        "unknown status \"paused\"",
+    );
+}
+
+#[test]
+fn missing_residency_is_not_reported_when_the_region_file_is_broken() {
+    let tree = Tree::example();
+    tree.write(
+        "regions/eu-west.toml",
+        &EU_WEST.replace("port = 55433", "port = "),
+    )
+    .write("tenants/zed.toml", "slug = \"zed\"\nregion = \"eu-west\"\n");
+    let r = tree.validate();
+    // Only the syntax error: the region's residency is unknown, so nothing is asked of zed.
+    let d = r.only_error();
+    assert_eq!(
+        (d.file.as_str(), d.field.as_str()),
+        ("regions/eu-west.toml", "postgres.port"),
+        "{}",
+        r.dump()
+    );
+}
+
+#[test]
+fn missing_residency_is_not_reported_for_an_unknown_region() {
+    let tree = Tree::example();
+    tree.write(
+        "tenants/zed.toml",
+        "slug = \"zed\"\nregion = \"ap-south\"\n",
+    );
+    let r = tree.validate();
+    assert_eq!(r.only_error().field, "region", "{}", r.dump());
 }
 
 // ---------------------------------------------------------------------------------------------
