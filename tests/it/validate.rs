@@ -6,7 +6,10 @@
 //! and field, which are stated literally from the text the test writes. Most tests also check
 //! that the mistake is reported exactly once, so that one mistake never cascades into a list of
 //! misleading errors. Regression tests are named after what they guard (no cascades from a
-//! mismatched region name, every missing field reported, fields named in syntax errors).
+//! mismatched region name, every missing field reported, fields named in syntax errors, a
+//! tenant without residency, names PostgreSQL would truncate, pins and targets checked even
+//! when their schema set has a gap or a duplicate). Every tenant file a test writes states its
+//! residency unless the test is about it.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -354,9 +357,10 @@ fn example_desired_state_is_valid() {
 ///
 /// Compared with the brief's list, "duplicate tenant" is replaced by "duplicate region" and
 /// "pin above highest" by "invalid sslmode": a duplicate tenant is currently also reported as
-/// a stem mismatch (see `duplicate_tenant_is_reported_once`), and pins are not checked at all
-/// while any schema set is broken (see
-/// `pins_are_checked_even_when_another_schema_set_is_broken`).
+/// a stem mismatch (see `duplicate_tenant_is_reported_once`), and, when this test was written,
+/// pins were not checked while any schema set was broken (they are now, see
+/// `pins_are_checked_even_when_another_schema_set_is_broken` and
+/// `target_and_pin_above_the_highest_version_are_reported_even_when_the_set_has_a_gap`).
 #[test]
 fn twenty_mistakes_give_twenty_diagnostics_with_positions() {
     let tree = Tree::example();
@@ -2403,6 +2407,231 @@ fn longest_valid_slug_is_accepted() {
         &format!("slug = \"{slug}\"\nregion = \"us-east\"\nresidency = \"US\"\n"),
     );
     tree.validate().assert_valid();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every independent problem in one run.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn target_and_pin_above_the_highest_version_are_reported_even_when_the_set_has_a_gap() {
+    let tree = Tree::example();
+    tree.write("schemas/tenant_template/V8__later.sql", SQL)
+        .write("neo.toml", &NEO.replace("target = 5", "target = 999"))
+        .write(
+            "tenants/acme.toml",
+            "slug = \"acme\"\nregion = \"us-east\"\nresidency = \"US\"\n[schema_sets]\ntenant_template = 999\n",
+        );
+    let r = tree.validate();
+    r.assert_errors(3);
+    let e = r.errors();
+    assert_diag(
+        e[0],
+        "neo.toml",
+        13,
+        10,
+        "schema_sets.tenant_template.target",
+        "target 999 is above the highest migration (V8)",
+    );
+    assert_diag(
+        e[1],
+        "schemas/tenant_template/V8__later.sql",
+        1,
+        1,
+        "V8__later.sql",
+        "version 7 is missing",
+    );
+    assert_diag(
+        e[2],
+        "tenants/acme.toml",
+        5,
+        19,
+        "schema_sets.tenant_template",
+        "pin 999 is above the highest migration (V8 is the highest in schemas/tenant_template/)",
+    );
+}
+
+#[test]
+fn pin_warnings_are_reported_even_when_the_set_has_a_duplicate_version() {
+    let tree = Tree::example();
+    tree.write("schemas/tenant_template/V6__z_again.sql", SQL)
+        .write(
+            "tenants/globex.toml",
+            "slug = \"globex\"\nregion = \"us-east\"\nresidency = \"US\"\n[schema_sets]\ntenant_template = 3\n",
+        );
+    let r = tree.validate();
+    assert_diag(
+        r.only_error(),
+        "schemas/tenant_template/V6__z_again.sql",
+        1,
+        1,
+        "V6__z_again.sql",
+        "duplicate version 6",
+    );
+    assert_eq!(r.warnings().len(), 3, "{}", r.dump());
+    assert_diag(
+        r.warning("tenants/acme.toml", "schema_sets.tenant_template"),
+        "tenants/acme.toml",
+        16,
+        19,
+        "schema_sets.tenant_template",
+        "pinned at 6, ahead of the set's target 5",
+    );
+    assert_diag(
+        r.warning("tenants/globex.toml", "schema_sets.tenant_template"),
+        "tenants/globex.toml",
+        5,
+        19,
+        "schema_sets.tenant_template",
+        "pinned at 3, behind the set's target 5",
+    );
+}
+
+#[test]
+fn pins_on_a_set_with_errors_of_its_own_are_still_checked() {
+    let tree = Tree::example();
+    tree.write(
+        "neo.toml",
+        &format!("{NEO}\n[schema_sets.delta]\nscope = \"tenant\"\ndepends_on = [\"nowhere\"]\n"),
+    )
+    .write("schemas/delta/V1__init.sql", SQL)
+    .write(
+        "tenants/acme.toml",
+        "slug = \"acme\"\nregion = \"us-east\"\nresidency = \"US\"\n[schema_sets]\ndelta = 2\n",
+    );
+    let r = tree.validate();
+    r.assert_errors(2);
+    assert_diag(
+        r.error("neo.toml", "schema_sets.delta.depends_on"),
+        "neo.toml",
+        17,
+        15,
+        "schema_sets.delta.depends_on",
+        "unknown schema set \"nowhere\"",
+    );
+    assert_diag(
+        r.error("tenants/acme.toml", "schema_sets.delta"),
+        "tenants/acme.toml",
+        5,
+        9,
+        "schema_sets.delta",
+        "pin 2 is above the highest migration (V1 is the highest in schemas/delta/)",
+    );
+}
+
+#[test]
+fn pinning_a_region_scope_set_is_rejected_even_when_the_set_has_a_gap() {
+    let tree = Tree::example();
+    tree.write("schemas/platform_common/V5__later.sql", SQL)
+        .write(
+            "tenants/acme.toml",
+            "slug = \"acme\"\nregion = \"us-east\"\nresidency = \"US\"\n[schema_sets]\nplatform_common = 2\n",
+        );
+    let r = tree.validate();
+    r.assert_errors(2);
+    r.error("schemas/platform_common/V5__later.sql", "V5__later.sql");
+    assert_diag(
+        r.error("tenants/acme.toml", "schema_sets.platform_common"),
+        "tenants/acme.toml",
+        5,
+        1,
+        "schema_sets.platform_common",
+        "is a region-scope set",
+    );
+}
+
+#[test]
+fn invalid_target_is_reported_even_when_the_set_has_no_migrations() {
+    let tree = Tree::example();
+    tree.write(
+        "neo.toml",
+        &format!("{NEO}\n[schema_sets.billing]\nscope = \"tenant\"\ntarget = \"newest\"\n"),
+    );
+    let r = tree.validate();
+    r.assert_errors(2);
+    assert_diag(
+        r.error("neo.toml", "schema_sets.billing"),
+        "neo.toml",
+        15,
+        14,
+        "schema_sets.billing",
+        "no migrations for schema set \"billing\"",
+    );
+    assert_diag(
+        r.error("neo.toml", "schema_sets.billing.target"),
+        "neo.toml",
+        17,
+        10,
+        "schema_sets.billing.target",
+        "invalid target \"newest\": use \"latest\" or a version number from 1",
+    );
+}
+
+/// An empty V7 still claims version 7: fixing the file fixes the tree, so no gap is reported,
+/// and a pin on V8 is within range.
+#[test]
+fn empty_migration_is_not_also_reported_as_a_gap() {
+    let tree = Tree::example();
+    tree.write("schemas/tenant_template/V7__nothing_yet.sql", "-- to do\n")
+        .write("schemas/tenant_template/V8__later.sql", SQL)
+        .write(
+            "tenants/globex.toml",
+            "slug = \"globex\"\nregion = \"us-east\"\nresidency = \"US\"\n[schema_sets]\ntenant_template = 8\n",
+        );
+    let r = tree.validate();
+    assert_diag(
+        r.only_error(),
+        "schemas/tenant_template/V7__nothing_yet.sql",
+        1,
+        1,
+        "V7__nothing_yet.sql",
+        "empty migration",
+    );
+    r.warning("tenants/globex.toml", "schema_sets.tenant_template");
+}
+
+#[test]
+fn empty_duplicate_migration_is_reported_as_both() {
+    let tree = Tree::example();
+    tree.write("schemas/tenant_template/V6__z_again.sql", "\n");
+    let r = tree.validate();
+    r.assert_errors(2);
+    let e = r.errors();
+    assert!(
+        e[0].message.starts_with("duplicate version 6"),
+        "{}",
+        r.dump()
+    );
+    assert!(e[1].message.starts_with("empty migration"), "{}", r.dump());
+}
+
+/// A second file for a region is reported as a duplicate, and its other mistakes too (but not
+/// as a file to rename, which would overwrite the original).
+#[test]
+fn duplicate_region_file_is_checked_for_its_other_mistakes() {
+    let tree = Tree::example();
+    tree.write(
+        "regions/eu-west2.toml",
+        &EU_WEST.replace(r#"sslmode = "disable""#, r#"sslmode = "strict""#),
+    );
+    let r = tree.validate();
+    r.assert_errors(2);
+    assert_diag(
+        r.error("regions/eu-west2.toml", "name"),
+        "regions/eu-west2.toml",
+        1,
+        8,
+        "name",
+        "duplicate region \"eu-west\"",
+    );
+    assert_diag(
+        r.error("regions/eu-west2.toml", "postgres.sslmode"),
+        "regions/eu-west2.toml",
+        8,
+        11,
+        "postgres.sslmode",
+        "unknown sslmode \"strict\"",
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
