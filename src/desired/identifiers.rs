@@ -151,9 +151,9 @@ mod tests {
     #[test]
     fn the_longest_valid_slug_fits_every_derived_identifier() {
         let longest = (1..=200)
+            .rev()
             .map(|n| "a".repeat(n))
-            .filter(|s| is_slug(s))
-            .last()
+            .find(|s| is_slug(s))
             .expect("some slug is valid");
         assert_eq!(too_long("slug", &longest, &of_tenant(&longest)), None);
     }
