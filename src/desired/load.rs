@@ -11,7 +11,11 @@
 //!    is read again: one file can report many such mistakes.
 //!
 //! Then the rules that span files are checked (regions, tenants, schema sets, migrations).
-//! The settings and their durations are checked in [`super::settings`].
+//! Two groups of rules live in their own modules: the settings and their durations in
+//! [`super::settings`], and the length of every derived PostgreSQL identifier in
+//! [`super::identifiers`]. A mistake never hides an independent one: a schema set with a gap
+//! still has its target and the pins on it checked, a duplicate region file still has its
+//! other fields checked.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -23,7 +27,8 @@ use sha2::{Digest, Sha256};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use super::diagnostic::{Diagnostic, Diagnostics, SourceText};
+use super::diagnostic::{self, Diagnostic, Diagnostics, SourceText};
+use super::identifiers;
 use super::raw::{RawCredentials, RawNeo, RawRegion, RawSchemaSet, RawTenant};
 use super::settings;
 use super::{
@@ -68,12 +73,29 @@ struct Cx {
     files: BTreeMap<String, Vec<u8>>,
 }
 
-/// The schema sets as far as tenant pins are concerned: the declared names, and the sets that
-/// passed their checks (a pin on a declared but broken set is not checked further).
+/// The schema sets as far as tenant pins are concerned: the declared names, and what is known
+/// of each declared set even when it has errors of its own (a gap, a duplicate version, an
+/// unknown dependency), so that pins on it are still checked.
 #[derive(Default)]
 struct KnownSets {
     declared: BTreeSet<String>,
-    valid: BTreeMap<String, SchemaSet>,
+    facts: BTreeMap<String, SetFacts>,
+}
+
+/// What pins on one set are checked against; `None` where the set's own errors leave it
+/// unknown, and then the check that needs it is skipped.
+struct SetFacts {
+    scope: Option<Scope>,
+    /// The highest version any migration file of the set names, even a broken file.
+    highest: Option<u32>,
+    target: Option<u32>,
+}
+
+/// The migrations of one set: the valid sequence when there is no error, and the highest
+/// version any file names (also when some are broken), to check targets and pins against.
+struct Migrations {
+    valid: Option<Vec<Migration>>,
+    highest: Option<u32>,
 }
 
 /// What the tenant checks need to know about a region, including one whose file has errors
@@ -138,6 +160,9 @@ impl Cx {
                                  each region has exactly one file"
                             ),
                         );
+                        // The rest of the file is still checked: its other mistakes are
+                        // independent of the duplicate.
+                        self.check_region(src, raw, true);
                         continue;
                     }
                     region_sources.insert(name.clone(), src.display.clone());
@@ -148,7 +173,7 @@ impl Cx {
                             residency: Some(raw.residency.get_ref().clone()),
                         });
                     }
-                    if let Some(region) = self.check_region(src, raw) {
+                    if let Some(region) = self.check_region(src, raw, false) {
                         regions.insert(name, region);
                     }
                 }
@@ -307,18 +332,25 @@ impl Cx {
                 ),
             );
         }
-        ok &= self.check_identifier(src, &cp.database, "control_plane.database", "database");
+        ok &= self.check_database(src, &cp.database, "control_plane.database");
         ok.then(|| ControlPlane {
             region: cp.region.get_ref().clone(),
             database: cp.database.get_ref().clone(),
         })
     }
 
-    fn check_region(&mut self, src: &SourceText, raw: &RawRegion) -> Option<Region> {
+    /// Checks one region file. A `duplicate` (a second file claiming a region's name) is not
+    /// also told to rename itself: that would overwrite the original.
+    fn check_region(
+        &mut self,
+        src: &SourceText,
+        raw: &RawRegion,
+        duplicate: bool,
+    ) -> Option<Region> {
         let mut ok = true;
         let name = raw.name.get_ref();
         let stem = file_stem(&src.display);
-        if name != stem {
+        if !duplicate && name != stem {
             ok = false;
             self.diags.error(
                 src,
@@ -367,7 +399,7 @@ impl Cx {
                 format!("port {port} is out of range: use 1 to 65535"),
             );
         }
-        ok &= self.check_identifier(src, &pg.database, "postgres.database", "database");
+        ok &= self.check_database(src, &pg.database, "postgres.database");
         let sslmode = match &pg.sslmode {
             None => Some(SslMode::VerifyFull),
             Some(s) => {
@@ -502,11 +534,13 @@ impl Cx {
         }
 
         let mut sets = BTreeMap::new();
+        let mut facts = BTreeMap::new();
         for (key, spanned) in &neo.schema_sets {
             let name = key.get_ref();
             let raw = spanned.get_ref();
             let field = format!("schema_sets.{name}");
-            let mut set_ok = self.check_identifier(src, key, &field, "schema set");
+            let name_ok = self.check_identifier(src, key, &field, "schema set");
+            let mut set_ok = name_ok;
             let scope = match raw.scope.get_ref().as_str() {
                 "region" => Some(Scope::Region),
                 "tenant" => Some(Scope::Tenant),
@@ -534,17 +568,29 @@ impl Cx {
                     format!("a region-scope set is applied into schema {name:?}, which is reserved: rename the set"),
                 );
             }
-            let migrations = self.check_migrations(name, key.span(), src);
-            let target = match (&migrations, &raw.target) {
-                (Some(m), target) => self.resolve_target(
+            if scope == Some(Scope::Region) && name_ok {
+                set_ok &= identifiers::check(
+                    &mut self.diags,
                     src,
+                    key.span(),
                     &field,
-                    target.as_ref(),
-                    m.len() as u32,
-                    spanned.span(),
-                ),
-                (None, _) => None,
-            };
+                    "schema set name",
+                    name,
+                    &identifiers::of_region_set(name),
+                );
+            }
+            // The target is checked against the highest version present even when the set has
+            // a gap or a duplicate: those are independent mistakes.
+            let migrations = self.check_migrations(name, key.span(), src);
+            let target = self.resolve_target(src, &field, raw.target.as_ref(), migrations.highest);
+            facts.insert(
+                name.clone(),
+                SetFacts {
+                    scope,
+                    highest: migrations.highest,
+                    target,
+                },
+            );
             for dep in &raw.depends_on {
                 let d = dep.get_ref();
                 match declared.get(d.as_str()) {
@@ -574,7 +620,7 @@ impl Cx {
                     Some(_) => {}
                 }
             }
-            match (scope, migrations, target, set_ok) {
+            match (scope, migrations.valid, target, set_ok) {
                 (Some(scope), Some(migrations), Some(target), true) => {
                     sets.insert(
                         name.clone(),
@@ -597,7 +643,7 @@ impl Cx {
 
         let known = KnownSets {
             declared: declared.keys().map(|k| k.to_string()).collect(),
-            valid: sets.clone(),
+            facts,
         };
         let order = self.dependency_order(src, neo);
         match (order, ok) {
@@ -609,39 +655,45 @@ impl Cx {
         }
     }
 
+    /// Resolves a set's target against `highest`, the highest version of its migration files.
+    /// Without any migration (`highest` is `None`, reported elsewhere) only the target's form is
+    /// checked, and there is nothing to resolve it to.
     fn resolve_target(
         &mut self,
         src: &SourceText,
         field: &str,
         target: Option<&Spanned<toml::Value>>,
-        latest: u32,
-        set_span: Range<usize>,
+        highest: Option<u32>,
     ) -> Option<u32> {
         let Some(target) = target else {
-            return Some(latest);
+            return highest;
         };
         let field = format!("{field}.target");
         match target.get_ref() {
-            toml::Value::String(s) if s == "latest" => Some(latest),
-            toml::Value::Integer(n) if *n >= 1 && *n <= i64::from(latest) => Some(*n as u32),
-            toml::Value::Integer(n) if *n > i64::from(latest) => {
-                self.diags.error(
-                    src,
-                    target.span(),
-                    field,
-                    format!("target {n} is above the highest migration (V{latest}): add the migration or lower the target"),
-                );
-                None
-            }
+            toml::Value::String(s) if s == "latest" => highest,
+            toml::Value::Integer(n) if *n >= 1 => match highest {
+                Some(latest) if *n > i64::from(latest) => {
+                    self.diags.error(
+                        src,
+                        target.span(),
+                        field,
+                        format!("target {n} is above the highest migration (V{latest}): add the migration or lower the target"),
+                    );
+                    None
+                }
+                Some(_) => Some(*n as u32),
+                None => None,
+            },
             other => {
-                let _ = set_span;
+                let range = match highest {
+                    Some(latest) => format!("a version from 1 to {latest}"),
+                    None => "a version number from 1".to_string(),
+                };
                 self.diags.error(
                     src,
                     target.span(),
                     field,
-                    format!(
-                        "invalid target {other}: use \"latest\" or a version from 1 to {latest}"
-                    ),
+                    format!("invalid target {other}: use \"latest\" or {range}"),
                 );
                 None
             }
@@ -734,19 +786,28 @@ impl Cx {
         set: &str,
         set_span: Range<usize>,
         neo_src: &SourceText,
-    ) -> Option<Vec<Migration>> {
+    ) -> Migrations {
         let dir = format!("schemas/{set}");
-        if !self.root.join(&dir).is_dir() {
-            self.diags.error(
+        let missing = |diags: &mut Diagnostics| {
+            diags.error(
                 neo_src,
-                set_span,
+                set_span.clone(),
                 format!("schema_sets.{set}"),
                 format!("no migrations for schema set {set:?}: create {dir}/V1__<description>.sql"),
             );
-            return None;
+        };
+        if !self.root.join(&dir).is_dir() {
+            missing(&mut self.diags);
+            return Migrations {
+                valid: None,
+                highest: None,
+            };
         }
         let mut ok = true;
         let mut by_version: BTreeMap<u32, Migration> = BTreeMap::new();
+        // The file that claims each version first, even when it is unusable (empty, not
+        // UTF-8): a version it claims is neither missing nor free for another file.
+        let mut claimed: BTreeMap<u32, String> = BTreeMap::new();
         for (name, is_dir) in self.list(&dir) {
             let relative = Path::new(&dir).join(&name);
             if is_dir {
@@ -772,6 +833,17 @@ impl Cx {
                     .file_error(&relative, &name, "version 0: versions start at V1");
                 continue;
             }
+            let display = diagnostic::display_path(&relative);
+            if let Some(first) = claimed.get(&version) {
+                ok = false;
+                self.diags.file_error(
+                    &relative,
+                    &name,
+                    format!("duplicate version {version}: {first} has it too; give each migration its own version"),
+                );
+            } else {
+                claimed.insert(version, display);
+            }
             let Some(src) = self.read(&relative) else {
                 ok = false;
                 continue;
@@ -781,13 +853,7 @@ impl Cx {
                 self.diags.file_error(&relative, &name, "empty migration: a migration must contain SQL; remove the file if it is not needed");
                 continue;
             }
-            if let Some(first) = by_version.get(&version) {
-                ok = false;
-                self.diags.file_error(
-                    &relative,
-                    &name,
-                    format!("duplicate version {version}: {} has it too; give each migration its own version", first.file),
-                );
+            if by_version.contains_key(&version) {
                 continue;
             }
             let checksum = hex(&Sha256::digest(src.text.as_bytes()));
@@ -810,7 +876,7 @@ impl Cx {
         }
         // Report each gap at the first file after it.
         let mut expected = 1;
-        for (&version, m) in &by_version {
+        for (&version, file) in &claimed {
             if version != expected {
                 ok = false;
                 let missing = if version == expected + 1 {
@@ -819,23 +885,21 @@ impl Cx {
                     format!("versions {expected} to {} are missing", version - 1)
                 };
                 self.diags.file_error(
-                    Path::new(&m.file),
-                    m.file.rsplit('/').next().unwrap_or(&m.file),
+                    Path::new(file),
+                    file.rsplit('/').next().unwrap_or(file),
                     format!("{missing}: versions must run 1, 2, 3, ... without gaps"),
                 );
             }
             expected = version + 1;
         }
-        if by_version.is_empty() && ok {
+        if claimed.is_empty() && ok {
             ok = false;
-            self.diags.error(
-                neo_src,
-                set_span,
-                format!("schema_sets.{set}"),
-                format!("no migrations for schema set {set:?}: create {dir}/V1__<description>.sql"),
-            );
+            missing(&mut self.diags);
         }
-        ok.then(|| by_version.into_values().collect())
+        Migrations {
+            valid: ok.then(|| by_version.into_values().collect()),
+            highest: claimed.last_key_value().map(|(&v, _)| v),
+        }
     }
 
     fn check_tenants(
@@ -882,6 +946,16 @@ impl Cx {
                     "slug",
                     format!("invalid slug {slug:?}: use 2 to 40 characters, lowercase letters, digits and '_', starting with a letter"),
                 );
+            } else {
+                ok &= identifiers::check(
+                    &mut self.diags,
+                    src,
+                    raw.slug.span(),
+                    "slug",
+                    "slug",
+                    slug,
+                    &identifiers::of_tenant(slug),
+                );
             }
             let region = raw.region.get_ref();
             match regions.get(region) {
@@ -897,23 +971,37 @@ impl Cx {
                         ),
                     );
                 }
-                Some(known) => {
-                    if let (Some(want), Some(have)) = (&raw.residency, &known.residency) {
-                        if want.get_ref() != have {
-                            ok = false;
-                            self.diags.error(
-                                src,
-                                want.span(),
-                                "residency",
-                                format!(
-                                    "residency {:?} differs from region {region:?}'s residency {have:?}: move the tenant to a region in {:?} or fix the residency",
-                                    want.get_ref(),
-                                    want.get_ref()
-                                ),
-                            );
-                        }
+                // A region whose residency is unknown (its file is broken) or empty (reported
+                // there) asks nothing of its tenants.
+                Some(known) => match (&raw.residency, &known.residency) {
+                    (Some(want), Some(have)) if want.get_ref() != have => {
+                        ok = false;
+                        self.diags.error(
+                            src,
+                            want.span(),
+                            "residency",
+                            format!(
+                                "residency {:?} differs from region {region:?}'s residency {have:?}: move the tenant to a region in {:?} or fix the residency",
+                                want.get_ref(),
+                                want.get_ref()
+                            ),
+                        );
                     }
-                }
+                    // A missing residency would let a tenant into any region unnoticed: the
+                    // tenant file must state the zone its data is bound to.
+                    (None, Some(have)) if !have.trim().is_empty() => {
+                        ok = false;
+                        self.diags.error(
+                            src,
+                            0..0,
+                            "residency",
+                            format!(
+                                "missing required field `residency`: required because region {region:?} declares residency {have:?}; add residency = {have:?}"
+                            ),
+                        );
+                    }
+                    _ => {}
+                },
             }
             let status = match &raw.status {
                 None => Some(TenantStatus::Active),
@@ -951,22 +1039,22 @@ impl Cx {
                 let Some(sets) = sets else {
                     continue; // neo.toml is unusable; that is reported there.
                 };
-                let Some(set) = sets.valid.get(set_name) else {
-                    if !sets.declared.contains(set_name) {
-                        ok = false;
-                        self.diags.error(
-                            src,
-                            key.span(),
-                            field,
-                            format!(
-                                "unknown schema set {set_name:?}: declared sets are {}",
-                                list_or_none(sets.declared.iter())
-                            ),
-                        );
-                    }
-                    continue; // A declared set with errors of its own: reported in neo.toml.
+                let Some(set) = sets.facts.get(set_name) else {
+                    ok = false;
+                    self.diags.error(
+                        src,
+                        key.span(),
+                        field,
+                        format!(
+                            "unknown schema set {set_name:?}: declared sets are {}",
+                            list_or_none(sets.declared.iter())
+                        ),
+                    );
+                    continue;
                 };
-                if set.scope == Scope::Region {
+                // A set with errors of its own (reported in neo.toml) is still checked as far
+                // as it is known: its scope, its highest version, its target.
+                if set.scope == Some(Scope::Region) {
                     ok = false;
                     self.diags.error(
                         src,
@@ -977,7 +1065,13 @@ impl Cx {
                     continue;
                 }
                 let v = *version.get_ref();
-                if v < 1 || v > i64::from(set.latest()) {
+                let range = match set.highest {
+                    Some(h) => format!(
+                        " (V{h} is the highest in schemas/{set_name}/): use a version from 1 to {h}"
+                    ),
+                    None => ": use a version from 1".to_string(),
+                };
+                if v < 1 || set.highest.is_some_and(|h| v > i64::from(h)) {
                     ok = false;
                     let what = if v < 1 {
                         "below V1"
@@ -988,18 +1082,20 @@ impl Cx {
                         src,
                         version.span(),
                         field,
-                        format!("pin {v} is {what} (V{} is the highest in schemas/{set_name}/): use a version from 1 to {}", set.latest(), set.latest()),
+                        format!("pin {v} is {what}{range}"),
                     );
                     continue;
                 }
-                let v = v as u32;
-                if v != set.target {
-                    let how = if v > set.target { "ahead of" } else { "behind" };
+                let Ok(v) = u32::try_from(v) else {
+                    continue; // Above any version; only possible when the set has none.
+                };
+                if let Some(target) = set.target.filter(|t| *t != v) {
+                    let how = if v > target { "ahead of" } else { "behind" };
                     self.diags.warning(
                         src,
                         version.span(),
                         field.clone(),
-                        format!("pinned at {v}, {how} the set's target {}: remove the pin once the fleet catches up", set.target),
+                        format!("pinned at {v}, {how} the set's target {target}: remove the pin once the fleet catches up"),
                     );
                 }
                 pins.insert(set_name.clone(), v);
@@ -1017,6 +1113,21 @@ impl Cx {
             }
         }
         tenants
+    }
+
+    /// Checks a database name: a plain identifier that PostgreSQL keeps whole.
+    fn check_database(&mut self, src: &SourceText, value: &Spanned<String>, field: &str) -> bool {
+        let name = value.get_ref();
+        self.check_identifier(src, value, field, "database")
+            && identifiers::check(
+                &mut self.diags,
+                src,
+                value.span(),
+                field,
+                "database name",
+                name,
+                &identifiers::of_database(name),
+            )
     }
 
     /// Checks that a name can be used as a PostgreSQL identifier without quoting.
@@ -1370,7 +1481,7 @@ fn is_effectively_empty(sql: &str) -> bool {
         .all(|l| l.is_empty() || l.starts_with("--"))
 }
 
-fn is_slug(s: &str) -> bool {
+pub(super) fn is_slug(s: &str) -> bool {
     let b = s.as_bytes();
     (2..=40).contains(&b.len())
         && b[0].is_ascii_lowercase()

@@ -5,9 +5,11 @@
 //! [`Diagnostic`]s. Everything downstream (the planner, apply) works only on [`Desired`], whose
 //! invariants are: every tenant's region exists; every schema set's migrations are numbered
 //! 1..=N without gaps; targets and pins are within 1..=N; `schema_sets` is in dependency order;
-//! no credential value is held here, only where to fetch it.
+//! no credential value is held here, only where to fetch it; no derived PostgreSQL
+//! identifier is longer than the 63 bytes PostgreSQL keeps (see [`identifiers`]).
 
 pub mod diagnostic;
+pub mod identifiers;
 mod load;
 pub mod raw;
 mod settings;
@@ -274,17 +276,22 @@ pub struct Tenant {
 impl Tenant {
     /// The schema holding the tenant's data: `tenant_<slug>`.
     pub fn schema(&self) -> String {
-        format!("tenant_{}", self.slug)
+        identifiers::tenant_schema(&self.slug)
     }
 
     /// The NOLOGIN role owning the tenant's schema and objects.
     pub fn owner_role(&self) -> String {
-        format!("tenant_{}_owner", self.slug)
+        identifiers::tenant_owner_role(&self.slug)
     }
 
     /// The NOLOGIN role granting read/write; applications' login roles are its members.
     pub fn rw_role(&self) -> String {
-        format!("tenant_{}_rw", self.slug)
+        identifiers::tenant_rw_role(&self.slug)
+    }
+
+    /// The name the tenant's schema gets when it is archived on `date` (`yyyymmdd`).
+    pub fn archived_schema(&self, date: &str) -> String {
+        identifiers::archived_schema(&self.slug, date)
     }
 
     /// The version this tenant should be at for a tenant-scope set.

@@ -6,7 +6,10 @@
 //! and field, which are stated literally from the text the test writes. Most tests also check
 //! that the mistake is reported exactly once, so that one mistake never cascades into a list of
 //! misleading errors. Regression tests are named after what they guard (no cascades from a
-//! mismatched region name, every missing field reported, fields named in syntax errors).
+//! mismatched region name, every missing field reported, fields named in syntax errors, a
+//! tenant without residency, names PostgreSQL would truncate, pins and targets checked even
+//! when their schema set has a gap or a duplicate). Every tenant file a test writes states its
+//! residency unless the test is about it.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -354,9 +357,10 @@ fn example_desired_state_is_valid() {
 ///
 /// Compared with the brief's list, "duplicate tenant" is replaced by "duplicate region" and
 /// "pin above highest" by "invalid sslmode": a duplicate tenant is currently also reported as
-/// a stem mismatch (see `duplicate_tenant_is_reported_once`), and pins are not checked at all
-/// while any schema set is broken (see
-/// `pins_are_checked_even_when_another_schema_set_is_broken`).
+/// a stem mismatch (see `duplicate_tenant_is_reported_once`), and, when this test was written,
+/// pins were not checked while any schema set was broken (they are now, see
+/// `pins_are_checked_even_when_another_schema_set_is_broken` and
+/// `target_and_pin_above_the_highest_version_are_reported_even_when_the_set_has_a_gap`).
 #[test]
 fn twenty_mistakes_give_twenty_diagnostics_with_positions() {
     let tree = Tree::example();
@@ -438,12 +442,12 @@ env = "NEO_US_EAST"
         &EU_WEST.replace(r#"sslmode = "disable""#, r#"sslmode = "strict""#),
     )
     .write("regions/eu-west2.toml", EU_WEST);
-    tree.write("tenants/9lives.toml", "slug = \"9lives\"\nregion = \"us-east\"\n")
+    tree.write("tenants/9lives.toml", "slug = \"9lives\"\nregion = \"us-east\"\nresidency = \"US\"\n")
         .write(
             "tenants/globex.toml",
-            "slug = \"globex\"\nregion = \"us-east\"\nstatus = 1\n",
+            "slug = \"globex\"\nregion = \"us-east\"\nstatus = 1\nresidency = \"US\"\n",
         )
-        .write("tenants/hooli.toml", "slug = \"hooly\"\nregion = \"eu-west\"\n")
+        .write("tenants/hooli.toml", "slug = \"hooly\"\nregion = \"eu-west\"\nresidency = \"EU\"\n")
         .write(
             "tenants/initech.toml",
             "slug = \"initech\"\nregion = \"us-east\"\nstatus = suspended\n",
@@ -454,7 +458,7 @@ env = "NEO_US_EAST"
         )
         .write(
             "tenants/umbrella.toml",
-            "slug = \"umbrella\"\nregion = \"us-east\"\nstatus = \"archived\"\narchived_at = \"2024-01-01\"\n",
+            "slug = \"umbrella\"\nregion = \"us-east\"\nstatus = \"archived\"\narchived_at = \"2024-01-01\"\nresidency = \"US\"\n",
         )
         .write(
             "tenants/yak.toml",
@@ -673,7 +677,7 @@ fn unknown_top_level_field() {
     let tree = Tree::example();
     tree.write(
         "tenants/umbrella.toml",
-        "slug = \"umbrella\"\nregion = \"us-east\"\nstatus = \"archived\"\narchived_at = \"2024-01-01\"\n",
+        "slug = \"umbrella\"\nregion = \"us-east\"\nstatus = \"archived\"\narchived_at = \"2024-01-01\"\nresidency = \"US\"\n",
     );
     let r = tree.validate();
     let d = r.only_error();
@@ -888,7 +892,7 @@ fn columns_count_characters() {
     let tree = Tree::example();
     tree.write(
         "tenants/zed.toml",
-        "slug = \"zed\"\nregion = \"us-east\"\nschema_sets = { \"über\" = 1, tenant_template = 99 }\n",
+        "slug = \"zed\"\nregion = \"us-east\"\nschema_sets = { \"über\" = 1, tenant_template = 99 }\nresidency = \"US\"\n",
     );
     let r = tree.validate();
     r.assert_errors(2);
@@ -938,7 +942,7 @@ fn tenant_slug_must_match_file_stem() {
     let tree = Tree::example();
     tree.write(
         "tenants/hooli.toml",
-        "slug = \"hooly\"\nregion = \"eu-west\"\n",
+        "slug = \"hooly\"\nregion = \"eu-west\"\nresidency = \"EU\"\n",
     );
     let r = tree.validate();
     assert_diag(
@@ -956,11 +960,11 @@ fn tenant_slug_must_be_valid() {
     let tree = Tree::example();
     tree.write(
         "tenants/9lives.toml",
-        "slug = \"9lives\"\nregion = \"us-east\"\n",
+        "slug = \"9lives\"\nregion = \"us-east\"\nresidency = \"US\"\n",
     )
     .write(
         "tenants/x.toml",
-        "# one letter is too short\nslug = \"x\"\nregion = \"us-east\"\n",
+        "# one letter is too short\nslug = \"x\"\nregion = \"us-east\"\nresidency = \"US\"\n",
     );
     let r = tree.validate();
     r.assert_errors(2);
@@ -981,7 +985,7 @@ fn duplicate_tenant() {
     let tree = Tree::example();
     tree.write(
         "tenants/hooli_eu.toml",
-        "slug = \"hooli\"\nregion = \"eu-west\"\n",
+        "slug = \"hooli\"\nregion = \"eu-west\"\nresidency = \"EU\"\n",
     );
     let r = tree.validate();
     let dup: Vec<&Diag> = r
@@ -1005,7 +1009,7 @@ fn duplicate_tenant_is_reported_once() {
     let tree = Tree::example();
     tree.write(
         "tenants/hooli_eu.toml",
-        "slug = \"hooli\"\nregion = \"eu-west\"\n",
+        "slug = \"hooli\"\nregion = \"eu-west\"\nresidency = \"EU\"\n",
     );
     let r = tree.validate();
     assert_diag(
@@ -1103,7 +1107,7 @@ fn unknown_tenant_status() {
     let tree = Tree::example();
     tree.write(
         "tenants/globex.toml",
-        "slug = \"globex\"\nregion = \"us-east\"\nstatus = \"paused\"\n",
+        "slug = \"globex\"\nregion = \"us-east\"\nstatus = \"paused\"\nresidency = \"US\"\n",
     );
     let r = tree.validate();
     assert_diag(
@@ -1776,7 +1780,7 @@ fn unknown_set_in_tenant_pin() {
     let tree = Tree::example();
     tree.write(
         "tenants/acme.toml",
-        "slug = \"acme\"\nregion = \"us-east\"\n\n[schema_sets]\ntenant_templates = 6\n",
+        "slug = \"acme\"\nregion = \"us-east\"\nresidency = \"US\"\n[schema_sets]\ntenant_templates = 6\n",
     );
     let r = tree.validate();
     assert_diag(
@@ -1794,7 +1798,7 @@ fn pinning_a_region_scope_set() {
     let tree = Tree::example();
     tree.write(
         "tenants/acme.toml",
-        "slug = \"acme\"\nregion = \"us-east\"\n\n[schema_sets]\nplatform_common = 2\n",
+        "slug = \"acme\"\nregion = \"us-east\"\nresidency = \"US\"\n[schema_sets]\nplatform_common = 2\n",
     );
     let r = tree.validate();
     assert_diag(
@@ -1812,7 +1816,7 @@ fn pin_above_highest_migration() {
     let tree = Tree::example();
     tree.write(
         "tenants/acme.toml",
-        "slug = \"acme\"\nregion = \"us-east\"\n\n[schema_sets]\ntenant_template = 7\n",
+        "slug = \"acme\"\nregion = \"us-east\"\nresidency = \"US\"\n[schema_sets]\ntenant_template = 7\n",
     );
     let r = tree.validate();
     assert_diag(
@@ -1830,7 +1834,7 @@ fn pin_below_1() {
     let tree = Tree::example();
     tree.write(
         "tenants/acme.toml",
-        "slug = \"acme\"\nregion = \"us-east\"\n\n[schema_sets]\ntenant_template = 0\n",
+        "slug = \"acme\"\nregion = \"us-east\"\nresidency = \"US\"\n[schema_sets]\ntenant_template = 0\n",
     );
     let r = tree.validate();
     assert_diag(
@@ -1853,7 +1857,7 @@ fn pins_are_checked_even_when_another_schema_set_is_broken() {
     .write("schemas/delta/V1__init.sql", SQL)
     .write(
         "tenants/acme.toml",
-        "slug = \"acme\"\nregion = \"us-east\"\n\n[schema_sets]\ntenant_template = 7\n",
+        "slug = \"acme\"\nregion = \"us-east\"\nresidency = \"US\"\n[schema_sets]\ntenant_template = 7\n",
     );
     let r = tree.validate();
     r.assert_errors(2);
@@ -1921,7 +1925,7 @@ fn pin_equal_to_target_is_silent() {
     let tree = Tree::example();
     tree.write(
         "tenants/globex.toml",
-        "slug = \"globex\"\nregion = \"us-east\"\n\n[schema_sets]\ntenant_template = 5\n",
+        "slug = \"globex\"\nregion = \"us-east\"\nresidency = \"US\"\n[schema_sets]\ntenant_template = 5\n",
     );
     let r = tree.validate();
     r.assert_valid();
@@ -2231,6 +2235,403 @@ fn password_url_inside_an_array_is_reported_and_never_echoed() {
         d.message
     );
     assert!(!r.dump().contains("hunter2"), "{}", r.dump());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data residency is enforced: a tenant states the zone its data is bound to.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn tenant_without_residency_is_rejected_when_its_region_declares_one() {
+    let tree = Tree::example();
+    tree.write("tenants/zed.toml", "slug = \"zed\"\nregion = \"us-east\"\n");
+    let r = tree.validate();
+    assert_diag(
+        r.only_error(),
+        "tenants/zed.toml",
+        1,
+        1,
+        "residency",
+        "missing required field `residency`: required because region \"us-east\" declares residency \"US\"; add residency = \"US\"",
+    );
+
+    let run = tree.validate_text();
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout.lines().any(|l| l
+            == "tenants/zed.toml:1:1: error: residency: missing required field `residency`: \
+                required because region \"us-east\" declares residency \"US\"; add residency = \"US\""),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn missing_residency_is_reported_with_the_tenant_s_other_mistakes() {
+    let tree = Tree::example();
+    tree.write(
+        "tenants/zed.toml",
+        "slug = \"zed\"\nregion = \"eu-west\"\nstatus = \"paused\"\n",
+    );
+    let r = tree.validate();
+    r.assert_errors(2);
+    assert_diag(
+        r.error("tenants/zed.toml", "residency"),
+        "tenants/zed.toml",
+        1,
+        1,
+        "residency",
+        "required because region \"eu-west\" declares residency \"EU\"",
+    );
+    assert_diag(
+        r.error("tenants/zed.toml", "status"),
+        "tenants/zed.toml",
+        3,
+        10,
+        "status",
+        "unknown status \"paused\"",
+    );
+}
+
+#[test]
+fn missing_residency_is_not_reported_when_the_region_file_is_broken() {
+    let tree = Tree::example();
+    tree.write(
+        "regions/eu-west.toml",
+        &EU_WEST.replace("port = 55433", "port = "),
+    )
+    .write("tenants/zed.toml", "slug = \"zed\"\nregion = \"eu-west\"\n");
+    let r = tree.validate();
+    // Only the syntax error: the region's residency is unknown, so nothing is asked of zed.
+    let d = r.only_error();
+    assert_eq!(
+        (d.file.as_str(), d.field.as_str()),
+        ("regions/eu-west.toml", "postgres.port"),
+        "{}",
+        r.dump()
+    );
+}
+
+#[test]
+fn missing_residency_is_not_reported_for_an_unknown_region() {
+    let tree = Tree::example();
+    tree.write(
+        "tenants/zed.toml",
+        "slug = \"zed\"\nregion = \"ap-south\"\n",
+    );
+    let r = tree.validate();
+    assert_eq!(r.only_error().field, "region", "{}", r.dump());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names PostgreSQL would truncate (63 bytes): every derived identifier fits.
+// ---------------------------------------------------------------------------------------------
+
+/// A region-scope set `S` owns schema `S` through role `S_owner`: 58 bytes make a 64-byte role.
+#[test]
+fn region_scope_set_whose_owner_role_would_be_truncated_is_rejected() {
+    let tree = Tree::example();
+    let set = format!("common_{}", "x".repeat(51)); // 58 bytes.
+    tree.write(
+        "neo.toml",
+        &format!("{NEO}\n[schema_sets.{set}]\nscope = \"region\"\n"),
+    )
+    .write(&format!("schemas/{set}/V1__init.sql"), SQL);
+    let r = tree.validate();
+    let d = r.only_error();
+    assert_diag(
+        d,
+        "neo.toml",
+        15,
+        14,
+        &format!("schema_sets.{set}"),
+        &format!("schema set name \"{set}\" gives owner role \"{set}_owner\" (64 bytes), longer than the 63 bytes PostgreSQL keeps"),
+    );
+    assert!(
+        d.message
+            .ends_with("shorten the schema set name to at most 57 bytes"),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn region_scope_set_name_of_57_bytes_fits() {
+    let tree = Tree::example();
+    let set = format!("common_{}", "x".repeat(50)); // 57 bytes: the owner role is 63.
+    tree.write(
+        "neo.toml",
+        &format!("{NEO}\n[schema_sets.{set}]\nscope = \"region\"\n"),
+    )
+    .write(&format!("schemas/{set}/V1__init.sql"), SQL);
+    tree.validate().assert_valid();
+}
+
+/// A tenant-scope set's name is only recorded as data, never made into an identifier.
+#[test]
+fn tenant_scope_set_name_of_63_bytes_derives_no_identifier() {
+    let tree = Tree::example();
+    let set = format!("billing_{}", "x".repeat(55)); // 63 bytes.
+    tree.write(
+        "neo.toml",
+        &format!("{NEO}\n[schema_sets.{set}]\nscope = \"tenant\"\n"),
+    )
+    .write(&format!("schemas/{set}/V1__init.sql"), SQL);
+    tree.validate().assert_valid();
+}
+
+#[test]
+fn database_name_over_63_bytes_is_reported_once() {
+    let tree = Tree::example();
+    let database = "d".repeat(64);
+    tree.write(
+        "regions/eu-west.toml",
+        &EU_WEST.replace("neo_eu", &database),
+    );
+    let r = tree.validate();
+    assert_diag(
+        r.only_error(),
+        "regions/eu-west.toml",
+        7,
+        12,
+        "postgres.database",
+        "invalid database name",
+    );
+}
+
+#[test]
+fn longest_valid_slug_is_accepted() {
+    let tree = Tree::example();
+    let slug = format!("t{}", "x".repeat(39)); // 40 bytes: the archived schema is 58.
+    tree.write(
+        &format!("tenants/{slug}.toml"),
+        &format!("slug = \"{slug}\"\nregion = \"us-east\"\nresidency = \"US\"\n"),
+    );
+    tree.validate().assert_valid();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every independent problem in one run.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn target_and_pin_above_the_highest_version_are_reported_even_when_the_set_has_a_gap() {
+    let tree = Tree::example();
+    tree.write("schemas/tenant_template/V8__later.sql", SQL)
+        .write("neo.toml", &NEO.replace("target = 5", "target = 999"))
+        .write(
+            "tenants/acme.toml",
+            "slug = \"acme\"\nregion = \"us-east\"\nresidency = \"US\"\n[schema_sets]\ntenant_template = 999\n",
+        );
+    let r = tree.validate();
+    r.assert_errors(3);
+    let e = r.errors();
+    assert_diag(
+        e[0],
+        "neo.toml",
+        13,
+        10,
+        "schema_sets.tenant_template.target",
+        "target 999 is above the highest migration (V8)",
+    );
+    assert_diag(
+        e[1],
+        "schemas/tenant_template/V8__later.sql",
+        1,
+        1,
+        "V8__later.sql",
+        "version 7 is missing",
+    );
+    assert_diag(
+        e[2],
+        "tenants/acme.toml",
+        5,
+        19,
+        "schema_sets.tenant_template",
+        "pin 999 is above the highest migration (V8 is the highest in schemas/tenant_template/)",
+    );
+}
+
+#[test]
+fn pin_warnings_are_reported_even_when_the_set_has_a_duplicate_version() {
+    let tree = Tree::example();
+    tree.write("schemas/tenant_template/V6__z_again.sql", SQL)
+        .write(
+            "tenants/globex.toml",
+            "slug = \"globex\"\nregion = \"us-east\"\nresidency = \"US\"\n[schema_sets]\ntenant_template = 3\n",
+        );
+    let r = tree.validate();
+    assert_diag(
+        r.only_error(),
+        "schemas/tenant_template/V6__z_again.sql",
+        1,
+        1,
+        "V6__z_again.sql",
+        "duplicate version 6",
+    );
+    assert_eq!(r.warnings().len(), 3, "{}", r.dump());
+    assert_diag(
+        r.warning("tenants/acme.toml", "schema_sets.tenant_template"),
+        "tenants/acme.toml",
+        16,
+        19,
+        "schema_sets.tenant_template",
+        "pinned at 6, ahead of the set's target 5",
+    );
+    assert_diag(
+        r.warning("tenants/globex.toml", "schema_sets.tenant_template"),
+        "tenants/globex.toml",
+        5,
+        19,
+        "schema_sets.tenant_template",
+        "pinned at 3, behind the set's target 5",
+    );
+}
+
+#[test]
+fn pins_on_a_set_with_errors_of_its_own_are_still_checked() {
+    let tree = Tree::example();
+    tree.write(
+        "neo.toml",
+        &format!("{NEO}\n[schema_sets.delta]\nscope = \"tenant\"\ndepends_on = [\"nowhere\"]\n"),
+    )
+    .write("schemas/delta/V1__init.sql", SQL)
+    .write(
+        "tenants/acme.toml",
+        "slug = \"acme\"\nregion = \"us-east\"\nresidency = \"US\"\n[schema_sets]\ndelta = 2\n",
+    );
+    let r = tree.validate();
+    r.assert_errors(2);
+    assert_diag(
+        r.error("neo.toml", "schema_sets.delta.depends_on"),
+        "neo.toml",
+        17,
+        15,
+        "schema_sets.delta.depends_on",
+        "unknown schema set \"nowhere\"",
+    );
+    assert_diag(
+        r.error("tenants/acme.toml", "schema_sets.delta"),
+        "tenants/acme.toml",
+        5,
+        9,
+        "schema_sets.delta",
+        "pin 2 is above the highest migration (V1 is the highest in schemas/delta/)",
+    );
+}
+
+#[test]
+fn pinning_a_region_scope_set_is_rejected_even_when_the_set_has_a_gap() {
+    let tree = Tree::example();
+    tree.write("schemas/platform_common/V5__later.sql", SQL)
+        .write(
+            "tenants/acme.toml",
+            "slug = \"acme\"\nregion = \"us-east\"\nresidency = \"US\"\n[schema_sets]\nplatform_common = 2\n",
+        );
+    let r = tree.validate();
+    r.assert_errors(2);
+    r.error("schemas/platform_common/V5__later.sql", "V5__later.sql");
+    assert_diag(
+        r.error("tenants/acme.toml", "schema_sets.platform_common"),
+        "tenants/acme.toml",
+        5,
+        1,
+        "schema_sets.platform_common",
+        "is a region-scope set",
+    );
+}
+
+#[test]
+fn invalid_target_is_reported_even_when_the_set_has_no_migrations() {
+    let tree = Tree::example();
+    tree.write(
+        "neo.toml",
+        &format!("{NEO}\n[schema_sets.billing]\nscope = \"tenant\"\ntarget = \"newest\"\n"),
+    );
+    let r = tree.validate();
+    r.assert_errors(2);
+    assert_diag(
+        r.error("neo.toml", "schema_sets.billing"),
+        "neo.toml",
+        15,
+        14,
+        "schema_sets.billing",
+        "no migrations for schema set \"billing\"",
+    );
+    assert_diag(
+        r.error("neo.toml", "schema_sets.billing.target"),
+        "neo.toml",
+        17,
+        10,
+        "schema_sets.billing.target",
+        "invalid target \"newest\": use \"latest\" or a version number from 1",
+    );
+}
+
+/// An empty V7 still claims version 7: fixing the file fixes the tree, so no gap is reported,
+/// and a pin on V8 is within range.
+#[test]
+fn empty_migration_is_not_also_reported_as_a_gap() {
+    let tree = Tree::example();
+    tree.write("schemas/tenant_template/V7__nothing_yet.sql", "-- to do\n")
+        .write("schemas/tenant_template/V8__later.sql", SQL)
+        .write(
+            "tenants/globex.toml",
+            "slug = \"globex\"\nregion = \"us-east\"\nresidency = \"US\"\n[schema_sets]\ntenant_template = 8\n",
+        );
+    let r = tree.validate();
+    assert_diag(
+        r.only_error(),
+        "schemas/tenant_template/V7__nothing_yet.sql",
+        1,
+        1,
+        "V7__nothing_yet.sql",
+        "empty migration",
+    );
+    r.warning("tenants/globex.toml", "schema_sets.tenant_template");
+}
+
+#[test]
+fn empty_duplicate_migration_is_reported_as_both() {
+    let tree = Tree::example();
+    tree.write("schemas/tenant_template/V6__z_again.sql", "\n");
+    let r = tree.validate();
+    r.assert_errors(2);
+    let e = r.errors();
+    assert!(
+        e[0].message.starts_with("duplicate version 6"),
+        "{}",
+        r.dump()
+    );
+    assert!(e[1].message.starts_with("empty migration"), "{}", r.dump());
+}
+
+/// A second file for a region is reported as a duplicate, and its other mistakes too (but not
+/// as a file to rename, which would overwrite the original).
+#[test]
+fn duplicate_region_file_is_checked_for_its_other_mistakes() {
+    let tree = Tree::example();
+    tree.write(
+        "regions/eu-west2.toml",
+        &EU_WEST.replace(r#"sslmode = "disable""#, r#"sslmode = "strict""#),
+    );
+    let r = tree.validate();
+    r.assert_errors(2);
+    assert_diag(
+        r.error("regions/eu-west2.toml", "name"),
+        "regions/eu-west2.toml",
+        1,
+        8,
+        "name",
+        "duplicate region \"eu-west\"",
+    );
+    assert_diag(
+        r.error("regions/eu-west2.toml", "postgres.sslmode"),
+        "regions/eu-west2.toml",
+        8,
+        11,
+        "postgres.sslmode",
+        "unknown sslmode \"strict\"",
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
