@@ -852,7 +852,7 @@ fn write_tree(tree: &Path, config: &Config) {
         let slug = slug(config, i);
         fs::write(
             tree.join(format!("tenants/{slug}.toml")),
-            format!("slug = \"{slug}\"\nregion = \"{REGION}\"\n"),
+            format!("slug = \"{slug}\"\nregion = \"{REGION}\"\nresidency = \"US\"\n"),
         )
         .unwrap();
     }

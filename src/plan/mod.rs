@@ -795,7 +795,7 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
         row: &TenantRow,
         live: &BTreeMap<String, u32>,
     ) -> Option<String> {
-        let archived = format!("archived_{slug}_{}", self.state.today);
+        let archived = crate::desired::identifiers::archived_schema(slug, &self.state.today);
         if self.state.schemas.contains(&archived) {
             self.block(
                 BlockReason::Unmanaged,

@@ -2,7 +2,7 @@
 //! same [`Program`], so the two cannot drift apart.
 
 use super::{ident, RunValue, Statement, Step, Value};
-use crate::desired::{ApplySettings, Desired, Migration, Region, Scope};
+use crate::desired::{identifiers, ApplySettings, Desired, Migration, Region, Scope};
 use crate::observed::RegistryRow;
 use crate::plan::{Action, MigrationStep};
 
@@ -56,10 +56,7 @@ impl Program {
 #[error("{0}")]
 pub struct ProgramError(pub String);
 
-/// The owner role of a region-scope set's schema.
-pub fn region_set_owner(set: &str) -> String {
-    format!("{set}_owner")
-}
+pub use crate::desired::identifiers::region_set_owner;
 
 /// The program of one action in `region`. Bootstrap and registry actions run on connections
 /// of their own (see [`bootstrap_schema`], [`registry_update`]); their program is what
@@ -111,7 +108,7 @@ pub fn program(
                 Some(t) => desired
                     .tenants
                     .get(t)
-                    .map_or_else(|| format!("tenant_{t}_owner"), |t| t.owner_role()),
+                    .map_or_else(|| identifiers::tenant_owner_role(t), |t| t.owner_role()),
                 None => region_set_owner(schema_set),
             };
             let mut setup = Vec::new();

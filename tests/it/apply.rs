@@ -313,7 +313,7 @@ fn with_default_max_failures_no_new_tenant_starts_after_a_failure() {
     });
     w.write(
         "tenants/alpha.toml",
-        "slug = \"alpha\"\nregion = \"eu-west\"\nstatus = \"active\"\n",
+        "slug = \"alpha\"\nregion = \"eu-west\"\nresidency = \"EU\"\nstatus = \"active\"\n",
     );
     w.neo("apply", &["--auto-approve"]).expect_code(0);
     add_v7(&w, &failing_v7(&["tenant_alpha"]));
@@ -387,7 +387,7 @@ fn stale_saved_plan_is_refused_and_nothing_changes() {
         .expect_code(0);
     w.write(
         "tenants/newco.toml",
-        "slug = \"newco\"\nregion = \"us-east\"\n",
+        "slug = \"newco\"\nregion = \"us-east\"\nresidency = \"US\"\n",
     );
     let run = w.neo("apply", &["--plan", file2.to_str().unwrap()]);
     run.expect_code(1);
@@ -581,7 +581,7 @@ fn worker_connections_are_renewed_every_25_tenants() {
     for i in 1..=55 {
         w.write(
             &format!("tenants/t{i:02}.toml"),
-            &format!("slug = \"t{i:02}\"\nregion = \"us-east\"\nstatus = \"active\"\n"),
+            &format!("slug = \"t{i:02}\"\nregion = \"us-east\"\nresidency = \"US\"\nstatus = \"active\"\n"),
         );
     }
     w.neo("apply", &["--auto-approve", "--region", "us-east"])

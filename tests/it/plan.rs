@@ -238,7 +238,7 @@ fn observation_runs_a_bounded_number_of_queries() {
     for i in 0..35 {
         w.write(
             &format!("tenants/extra{i:02}.toml"),
-            &format!("slug = \"extra{i:02}\"\nregion = \"us-east\"\nstatus = \"active\"\n"),
+            &format!("slug = \"extra{i:02}\"\nregion = \"us-east\"\nresidency = \"US\"\nstatus = \"active\"\n"),
         );
     }
     w.neo("apply", &["--auto-approve"]).expect_code(0);
