@@ -301,13 +301,19 @@ fn create_region_set_schema(schema: &str) -> Vec<Step> {
 }
 
 /// The settings a migration runs under: the target schema alone on the search path, the
-/// region's timeouts, and the owner role. `local`: only for the current transaction.
+/// region's timeouts, and the owner role. `local`: only for the current transaction, whose id
+/// is then noted too, for [`TRANSACTION_GUARD`].
 fn session_settings(schema: &str, owner: &str, settings: &ApplySettings, local: bool) -> Statement {
     let millis = |d: std::time::Duration| Value::Text(format!("{}ms", d.as_millis()));
+    let txid = if local {
+        ", set_config('neo_reconcile.txid', txid_current()::text, true)"
+    } else {
+        ""
+    };
     Statement::with(
         format!(
             "SELECT set_config('search_path', $1, {local}), set_config('lock_timeout', $2, {local}), \
-             set_config('statement_timeout', $3, {local}), set_config('role', $4, {local})"
+             set_config('statement_timeout', $3, {local}), set_config('role', $4, {local}){txid}"
         ),
         vec![
             Value::Text(ident(schema)),
@@ -317,6 +323,16 @@ fn session_settings(schema: &str, owner: &str, settings: &ApplySettings, local: 
         ],
     )
 }
+
+/// Run after a transactional migration's text, before its history row: fails when the
+/// migration's own transaction control (a `COMMIT`, `ROLLBACK` or `BEGIN` that validation
+/// did not catch) ended the transaction neo-reconcile opened, so that the rest is rolled back
+/// and the migration is recorded as failed instead of applied. A second wall behind
+/// `validate`.
+const TRANSACTION_GUARD: &str = "RESET ROLE;\n\
+DO $$BEGIN IF current_setting('neo_reconcile.txid', true) IS DISTINCT FROM txid_current()::text THEN \
+RAISE EXCEPTION 'the migration ended the transaction neo-reconcile opened for it (transaction control in the file): what it did before that is committed, the rest is rolled back'; \
+END IF; END$$";
 
 /// Undoes the session settings of a `-- neo:no-transaction` migration.
 fn reset_session() -> Statement {
@@ -407,7 +423,7 @@ fn migration_run(
                 file: m.file.clone(),
                 sql: m.sql.clone(),
             },
-            Step::Exec(Statement::fixed("RESET ROLE")),
+            Step::Exec(Statement::fixed(TRANSACTION_GUARD)),
             Step::Exec(history_insert(schema, set, m, Attempt::InTransaction)),
             Step::Commit,
         ];

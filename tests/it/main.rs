@@ -7,5 +7,6 @@ mod harness;
 mod plan;
 mod remedies;
 mod support;
+mod transaction_guard;
 mod validate;
 mod world;
