@@ -446,11 +446,13 @@ async fn apply_locked(
         results: Mutex::new(TenantResults::default()),
     };
 
-    // Region-scope sets, in order; tenants depend on them.
-    for action in actions
-        .iter()
-        .filter(|a| matches!(a, Action::Migrate { tenant: None, .. }))
-    {
+    // Extensions, then region-scope sets, in order; tenants depend on them.
+    for action in actions.iter().filter(|a| {
+        matches!(
+            a,
+            Action::CreateExtension { .. } | Action::Migrate { tenant: None, .. }
+        )
+    }) {
         let mut conn = None;
         let (applied, error) = runner
             .run_target(&mut conn, &describe(action), &[action])

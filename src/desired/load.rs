@@ -28,6 +28,7 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::diagnostic::{self, Diagnostic, Diagnostics, SourceText};
+use super::extensions;
 use super::identifiers;
 use super::raw::{RawCredentials, RawNeo, RawRegion, RawSchemaSet, RawTenant};
 use super::settings;
@@ -197,6 +198,7 @@ impl Cx {
         let mut schema_sets = None;
         let mut known_sets = None;
         let mut policy = None;
+        let mut extensions = None;
         if let Some((src, neo)) = &neo {
             control_plane = self.check_control_plane(src, neo, &known_regions);
             policy = Some(settings::check_policy(
@@ -216,6 +218,18 @@ impl Cx {
                 );
             }
             let (ordered, known) = self.check_schema_sets(src, neo);
+            let region_sets: Vec<&str> = neo
+                .schema_sets
+                .iter()
+                .filter(|(_, s)| s.get_ref().scope.get_ref() == "region")
+                .map(|(k, _)| k.get_ref().as_str())
+                .collect();
+            extensions = Some(extensions::check_extensions(
+                &mut self.diags,
+                src,
+                neo.extensions.as_ref(),
+                &region_sets,
+            ));
             schema_sets = ordered;
             known_sets = Some(known);
         }
@@ -232,6 +246,7 @@ impl Cx {
             root: self.root.clone(),
             control_plane: control_plane?,
             policy: policy?,
+            extensions: extensions?,
             schema_sets: schema_sets?,
             regions,
             tenants,

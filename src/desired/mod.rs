@@ -9,6 +9,7 @@
 //! identifier is longer than the 63 bytes PostgreSQL keeps (see [`identifiers`]).
 
 pub mod diagnostic;
+mod extensions;
 pub mod identifiers;
 mod load;
 pub mod raw;
@@ -31,6 +32,8 @@ pub struct Desired {
     pub root: PathBuf,
     pub control_plane: ControlPlane,
     pub policy: Policy,
+    /// The extensions every region database needs, and their schema.
+    pub extensions: Extensions,
     /// The schema sets, in dependency order (a set comes after every set it depends on; ties
     /// are broken by name so the order is stable).
     pub schema_sets: Vec<SchemaSet>,
@@ -57,6 +60,24 @@ impl Desired {
 pub struct ControlPlane {
     pub region: String,
     pub database: String,
+}
+
+/// `[extensions]`: created once per region database, in `schema`, which every migration has
+/// on its search path after the target schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extensions {
+    pub schema: String,
+    /// In the order `neo.toml` lists them.
+    pub names: Vec<String>,
+}
+
+impl Default for Extensions {
+    fn default() -> Self {
+        Extensions {
+            schema: extensions::DEFAULT_SCHEMA.to_string(),
+            names: Vec::new(),
+        }
+    }
 }
 
 /// `[policy]` in `neo.toml`.

@@ -22,6 +22,19 @@ pub struct RawNeo {
     pub policy: Option<Spanned<RawPolicy>>,
     #[serde(default)]
     pub schema_sets: BTreeMap<Spanned<String>, Spanned<RawSchemaSet>>,
+    #[serde(default)]
+    pub extensions: Option<Spanned<RawExtensions>>,
+}
+
+/// `[extensions]` in `neo.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExtensions {
+    /// The schema holding the extensions (default `public`).
+    #[serde(default)]
+    pub schema: Option<Spanned<String>>,
+    #[serde(default)]
+    pub names: Vec<Spanned<String>>,
 }
 
 /// `[control_plane]` in `neo.toml`.

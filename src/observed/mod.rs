@@ -40,6 +40,13 @@ pub struct RegionState {
     pub schemas: BTreeSet<String>,
     /// Every role whose name starts with `tenant_`.
     pub roles: BTreeSet<String>,
+    /// The extensions installed in the database: name → schema.
+    pub extensions: BTreeMap<String, String>,
+    /// The extensions the server can install (`pg_available_extensions`).
+    pub available_extensions: BTreeSet<String>,
+    /// The extensions the login role may create itself: trusted ones when it has `CREATE` on
+    /// the database, every available one for a superuser.
+    pub creatable_extensions: BTreeSet<String>,
     /// neo-reconcile's bookkeeping; `None` when schema `neo_reconcile` does not exist.
     pub bookkeeping: Option<Bookkeeping>,
     /// The registry, observed only in the control-plane region.

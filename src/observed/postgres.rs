@@ -224,6 +224,13 @@ async fn read_region(
                 to_regclass('neo_reconcile.tenants') IS NOT NULL AS has_tenants,
                 EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('neo_reconcile.tenants')
                         AND attname = 'archived_at' AND NOT attisdropped) AS has_archived_at,
+                ARRAY(SELECT e.extname::text || ' ' || n.nspname::text FROM pg_extension e
+                      JOIN pg_namespace n ON n.oid = e.extnamespace) AS extensions,
+                ARRAY(SELECT name::text FROM pg_available_extensions) AS available_extensions,
+                ARRAY(SELECT DISTINCT name::text FROM pg_available_extension_versions
+                      WHERE (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+                         OR (trusted AND has_database_privilege(current_database(), 'CREATE')))
+                      AS creatable_extensions,
                 EXISTS (SELECT FROM pg_database WHERE datname = $1) AS cp_exists",
     )
     .bind(control_plane_db.unwrap_or(""))
@@ -238,6 +245,22 @@ async fn read_region(
         now: catalog.try_get("now")?,
         roles: catalog
             .try_get::<Vec<String>, _>("roles")?
+            .into_iter()
+            .collect(),
+        extensions: catalog
+            .try_get::<Vec<String>, _>("extensions")?
+            .into_iter()
+            .filter_map(|e| {
+                e.split_once(' ')
+                    .map(|(n, s)| (n.to_string(), s.to_string()))
+            })
+            .collect(),
+        available_extensions: catalog
+            .try_get::<Vec<String>, _>("available_extensions")?
+            .into_iter()
+            .collect(),
+        creatable_extensions: catalog
+            .try_get::<Vec<String>, _>("creatable_extensions")?
             .into_iter()
             .collect(),
         bookkeeping: None,

@@ -111,6 +111,13 @@ pub enum Action {
         from: u32,
         to: u32,
     },
+    /// Create an extension `[extensions]` lists, once in the region database (and its schema
+    /// first, when it does not exist).
+    CreateExtension {
+        name: String,
+        schema: String,
+        create_schema: bool,
+    },
     /// Apply migrations `from + 1 ..= to` of a set to one schema.
     Migrate {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -172,6 +179,7 @@ impl Action {
     pub fn kind(&self) -> &'static str {
         match self {
             Action::Bootstrap { .. } => "bootstrap",
+            Action::CreateExtension { .. } => "create_extension",
             Action::Migrate { .. } => "migrate",
             Action::CreateTenant { .. } => "create_tenant",
             Action::SuspendTenant { .. } => "suspend_tenant",
@@ -193,7 +201,9 @@ impl Action {
             | Action::ArchiveTenant { tenant, .. }
             | Action::DestroyTenant { tenant, .. }
             | Action::RestoreTenant { tenant, .. } => Some(tenant),
-            Action::Bootstrap { .. } | Action::UpdateRegistry { .. } => None,
+            Action::Bootstrap { .. }
+            | Action::CreateExtension { .. }
+            | Action::UpdateRegistry { .. } => None,
         }
     }
 }
@@ -247,6 +257,9 @@ pub enum BlockReason {
     RegionMove,
     /// neo-reconcile's own schema is newer than this build.
     BookkeepingTooNew,
+    /// An extension `[extensions]` lists is missing and the login role may not create it (or
+    /// lives in another schema): the region waits for a DBA.
+    ExtensionMissing,
 }
 
 /// Counts of the plan, as the closing line and the JSON `summary` show them.
@@ -263,6 +276,8 @@ pub struct Summary {
     pub destroy_tenant: usize,
     #[serde(default)]
     pub restore_tenant: usize,
+    #[serde(default)]
+    pub create_extension: usize,
     pub update_registry: usize,
     pub blocked: usize,
     pub unreachable: usize,
@@ -463,6 +478,9 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
         if self.desired.control_plane.region == self.region.name {
             self.plan_control_plane_bootstrap();
         }
+        if !self.plan_extensions() {
+            return false;
+        }
 
         let empty_history = Vec::new();
         let history = self
@@ -573,6 +591,52 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
             .cloned()
             .collect();
         true
+    }
+
+    /// Plans the extensions `[extensions]` lists; `false` when one blocks the region (its
+    /// migrations would fail without it).
+    fn plan_extensions(&mut self) -> bool {
+        let wanted = &self.desired.extensions;
+        let mut ok = true;
+        let mut create_schema = !self.state.schemas.contains(&wanted.schema);
+        for name in &wanted.names {
+            let dba = format!(
+                "CREATE EXTENSION IF NOT EXISTS \"{name}\" SCHEMA \"{}\";",
+                wanted.schema
+            );
+            let problem = match self.state.extensions.get(name) {
+                Some(schema) if *schema == wanted.schema => continue,
+                Some(schema) => format!(
+                    "extension {name} is installed in schema {schema}, but [extensions] schema is {}: a DBA runs ALTER EXTENSION \"{name}\" SET SCHEMA \"{}\"; (or set schema = \"{schema}\" in neo.toml)",
+                    wanted.schema, wanted.schema
+                ),
+                None if !self.state.available_extensions.contains(name) => format!(
+                    "extension {name} is not available on this server: install its package (for contrib extensions, PostgreSQL's contrib), then a DBA or the next apply runs {dba}"
+                ),
+                None if self.state.creatable_extensions.contains(name) => {
+                    self.out.actions.push(Action::CreateExtension {
+                        name: name.clone(),
+                        schema: wanted.schema.clone(),
+                        create_schema,
+                    });
+                    create_schema = false;
+                    continue;
+                }
+                None => format!(
+                    "extension {name} is missing and the login role may not create it (it is not trusted, or the role lacks CREATE on database {}): a DBA runs {dba}",
+                    self.region.postgres.database
+                ),
+            };
+            self.block(
+                BlockReason::ExtensionMissing,
+                None,
+                None,
+                Some(&wanted.schema),
+                problem,
+            );
+            ok = false;
+        }
+        ok
     }
 
     fn plan_control_plane_bootstrap(&mut self) {
@@ -1268,6 +1332,7 @@ fn summarize(regions: &[RegionPlan]) -> Summary {
             s.changes += 1;
             *match a {
                 Action::Bootstrap { .. } => &mut s.bootstrap,
+                Action::CreateExtension { .. } => &mut s.create_extension,
                 Action::Migrate { .. } => &mut s.migrate,
                 Action::CreateTenant { .. } => &mut s.create_tenant,
                 Action::SuspendTenant { .. } => &mut s.suspend_tenant,

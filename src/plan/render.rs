@@ -142,6 +142,10 @@ pub fn action_line(action: &Action) -> String {
             "+ bootstrap {schema} in database {database}{} (version {from} -> {to})",
             if *create_database { " (create the database)" } else { "" }
         ),
+        Action::CreateExtension { name, schema, create_schema } => format!(
+            "+ create_extension {name} in schema {schema}{}",
+            if *create_schema { " (create the schema)" } else { "" }
+        ),
         Action::Migrate { tenant, schema_set, schema, from, to, .. } => match tenant {
             Some(t) => format!("~ migrate tenant {t}: {schema_set} {from} -> {to} in schema {schema}"),
             None => format!("~ migrate {schema_set}: {from} -> {to} in schema {schema}"),
@@ -284,8 +288,17 @@ pub fn summary_line(s: &Summary) -> String {
     } else {
         String::new()
     };
+    let extensions = if s.create_extension > 0 {
+        format!(
+            ", {} extension{} to create",
+            s.create_extension,
+            if s.create_extension == 1 { "" } else { "s" }
+        )
+    } else {
+        String::new()
+    };
     let mut line = format!(
-        "Plan: {} to bootstrap, {} to create, {} to migrate, {} to suspend, {} to resume, {} to archive{restore}, {} to destroy, {} registry update{}; {} blocked",
+        "Plan: {} to bootstrap{extensions}, {} to create, {} to migrate, {} to suspend, {} to resume, {} to archive{restore}, {} to destroy, {} registry update{}; {} blocked",
         s.bootstrap,
         s.create_tenant,
         s.migrate,

@@ -77,6 +77,7 @@ fn desired(tenants: &[(&str, &str, TenantStatus)]) -> Desired {
             database: "neo_admin".into(),
         },
         policy: Policy::default(),
+        extensions: Default::default(),
         schema_sets: vec![common, app],
         regions: [
             ("us".to_string(), region("us", 5432)),
@@ -1165,4 +1166,53 @@ fn utc_timestamps_from_epoch_seconds() {
     assert_eq!(super::utc_timestamp(ARCHIVED_AT), "2026-10-01T00:00:00Z");
     assert_eq!(super::utc_timestamp(951_782_400), "2000-02-29T00:00:00Z");
     assert_eq!(super::utc_timestamp(-1), "1969-12-31T23:59:59Z");
+}
+
+#[test]
+fn extensions_are_created_when_the_login_may_and_block_the_region_otherwise() {
+    let mut d = desired(&[("acme", "us", Active)]);
+    d.extensions.schema = "extensions".into();
+    d.extensions.names = vec![
+        "pg_trgm".into(),
+        "citext".into(),
+        "postgis".into(),
+        "hstore".into(),
+    ];
+    let mut o = us_only(&d, &[("acme", Active, 3)]);
+    let s = us_state(&mut o);
+    s.available_extensions = ["pg_trgm", "citext", "hstore"].map(String::from).into();
+    s.creatable_extensions = ["pg_trgm", "citext"].map(String::from).into();
+    s.extensions.insert("citext".into(), "public".into());
+    check(
+        &d,
+        &o,
+        &only_us(),
+        expect![[r#"
+        neo-reconcile plan: desired state d1e2s3i4r5e6
+
+        Region us (db_us at 127.0.0.1:5432): 1 change, 3 blocked
+          + create_extension pg_trgm in schema extensions (create the schema)
+          ! blocked us: extension citext is installed in schema public, but [extensions] schema is extensions: a DBA runs ALTER EXTENSION "citext" SET SCHEMA "extensions"; (or set schema = "public" in neo.toml)
+          ! blocked us: extension postgis is not available on this server: install its package (for contrib extensions, PostgreSQL's contrib), then a DBA or the next apply runs CREATE EXTENSION IF NOT EXISTS "postgis" SCHEMA "extensions";
+          ! blocked us: extension hstore is missing and the login role may not create it (it is not trusted, or the role lacks CREATE on database db_us): a DBA runs CREATE EXTENSION IF NOT EXISTS "hstore" SCHEMA "extensions";
+
+        Plan: 0 to bootstrap, 1 extension to create, 0 to create, 0 to migrate, 0 to suspend, 0 to resume, 0 to archive, 0 to destroy, 0 registry updates; 3 blocked.
+    "#]],
+    );
+
+    // Once every extension is there (or creatable), the region plans on.
+    d.extensions.names = vec!["pg_trgm".into()];
+    check(
+        &d,
+        &o,
+        &only_us(),
+        expect![[r#"
+        neo-reconcile plan: desired state d1e2s3i4r5e6
+
+        Region us (db_us at 127.0.0.1:5432): 1 change, 0 blocked
+          + create_extension pg_trgm in schema extensions (create the schema)
+
+        Plan: 0 to bootstrap, 1 extension to create, 0 to create, 0 to migrate, 0 to suspend, 0 to resume, 0 to archive, 0 to destroy, 0 registry updates; 0 blocked.
+    "#]],
+    );
 }

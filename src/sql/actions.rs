@@ -91,6 +91,23 @@ pub fn program(
             )));
             setup_only(steps)
         }
+        Action::CreateExtension {
+            name,
+            schema,
+            create_schema,
+        } => {
+            let s = ident(schema);
+            let mut ddl = String::new();
+            if *create_schema {
+                ddl = format!("CREATE SCHEMA IF NOT EXISTS {s};\nGRANT USAGE ON SCHEMA {s} TO PUBLIC;\n");
+            }
+            ddl.push_str(&format!("CREATE EXTENSION IF NOT EXISTS {} SCHEMA {s}", ident(name)));
+            setup_only(vec![
+                Step::Begin,
+                Step::Exec(Statement::fixed(ddl)),
+                Step::Commit,
+            ])
+        }
         Action::Migrate {
             tenant,
             schema_set,
@@ -111,6 +128,11 @@ pub fn program(
                     .map_or_else(|| identifiers::tenant_owner_role(t), |t| t.owner_role()),
                 None => region_set_owner(schema_set),
             };
+            let search_path = SearchPath {
+                schema,
+                extensions: (!desired.extensions.names.is_empty())
+                    .then_some(desired.extensions.schema.as_str()),
+            };
             let mut setup = Vec::new();
             if tenant.is_none() && *from == 0 && set.scope == Scope::Region {
                 setup = create_region_set_schema(schema);
@@ -124,7 +146,7 @@ pub fn program(
                         .ok_or_else(|| {
                             ProgramError(format!("{} changed since the plan was made", step.file))
                         })?;
-                    Ok(migration_run(schema, &owner, schema_set, m, step, &region.apply))
+                    Ok(migration_run(&search_path, &owner, schema_set, m, step, &region.apply))
                 })
                 .collect::<Result<_, ProgramError>>()?;
             Ok(Program { setup, migrations })
@@ -300,10 +322,32 @@ fn create_region_set_schema(schema: &str) -> Vec<Step> {
     ]
 }
 
-/// The settings a migration runs under: the target schema alone on the search path, the
+/// A migration's search path: its target schema, then the extension schema when
+/// `[extensions]` lists any.
+struct SearchPath<'a> {
+    schema: &'a str,
+    extensions: Option<&'a str>,
+}
+
+impl SearchPath<'_> {
+    /// The value of `search_path`: quoted identifiers, comma-separated.
+    fn render(&self) -> String {
+        match self.extensions {
+            Some(e) if e != self.schema => format!("{}, {}", ident(self.schema), ident(e)),
+            _ => ident(self.schema),
+        }
+    }
+}
+
+/// The settings a migration runs under: the target schema first on the search path, the
 /// region's timeouts, and the owner role. `local`: only for the current transaction, whose id
 /// is then noted too, for [`TRANSACTION_GUARD`].
-fn session_settings(schema: &str, owner: &str, settings: &ApplySettings, local: bool) -> Statement {
+fn session_settings(
+    path: &SearchPath,
+    owner: &str,
+    settings: &ApplySettings,
+    local: bool,
+) -> Statement {
     let millis = |d: std::time::Duration| Value::Text(format!("{}ms", d.as_millis()));
     let txid = if local {
         ", set_config('neo_reconcile.txid', txid_current()::text, true)"
@@ -316,7 +360,7 @@ fn session_settings(schema: &str, owner: &str, settings: &ApplySettings, local: 
              set_config('statement_timeout', $3, {local}), set_config('role', $4, {local}){txid}"
         ),
         vec![
-            Value::Text(ident(schema)),
+            Value::Text(path.render()),
             millis(settings.lock_timeout),
             millis(settings.statement_timeout),
             Value::Text(owner.to_string()),
@@ -391,18 +435,19 @@ fn history_insert(schema: &str, set: &str, m: &Migration, attempt: Attempt) -> S
 /// One migration's steps: in a transaction with its history row, or, for a
 /// `-- neo:no-transaction` migration, its statements one by one and then its history row.
 fn migration_run(
-    schema: &str,
+    path: &SearchPath,
     owner: &str,
     set: &str,
     m: &Migration,
     step: &MigrationStep,
     settings: &ApplySettings,
 ) -> MigrationRun {
+    let schema = path.schema;
     let failed = Step::Exec(history_insert(schema, set, m, Attempt::Failed));
     let (steps, on_failure) = if step.no_transaction {
         let statements = super::split_statements(&m.sql);
         let n = statements.len();
-        let mut steps = vec![Step::Exec(session_settings(schema, owner, settings, false))];
+        let mut steps = vec![Step::Exec(session_settings(path, owner, settings, false))];
         steps.extend(
             statements
                 .into_iter()
@@ -418,7 +463,7 @@ fn migration_run(
     } else {
         let steps = vec![
             Step::Begin,
-            Step::Exec(session_settings(schema, owner, settings, true)),
+            Step::Exec(session_settings(path, owner, settings, true)),
             Step::Script {
                 file: m.file.clone(),
                 sql: m.sql.clone(),
