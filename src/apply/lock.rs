@@ -6,7 +6,9 @@
 //! [`RegionLock::release`] on every exit path of apply; a killed process releases it by
 //! losing its session, since the connection is not pooled and nothing else runs on it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use sqlx::postgres::PgConnection;
 use sqlx::Row;

@@ -681,3 +681,23 @@ fn deleting_a_tenant_cuts_access_at_once_and_a_revert_brings_it_back_with_its_da
     assert_eq!(row.trim(), "active tenant_globex true");
     w.neo("plan", &["--detailed-exitcode"]).expect_code(0);
 }
+
+#[test]
+fn apply_help_documents_the_exit_codes() {
+    let out = std::process::Command::new(crate::world::BIN)
+        .args(["apply", "--help"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "Exit codes:",
+        "  0  converged",
+        "  1  could not start, nothing changed",
+        "  2  usage error",
+        "  3  some targets failed",
+        "  4  everything that could run succeeded, but blocked findings remain",
+    ] {
+        assert!(help.contains(line), "{line:?} missing from:\n{help}");
+    }
+}
