@@ -6,6 +6,7 @@ mod apply;
 mod harness;
 mod plan;
 mod remedies;
+mod safety;
 mod support;
 mod validate;
 mod world;
