@@ -1,5 +1,12 @@
 //! Safety of what apply sends (issue 9): recorded values reach the server only as bound
-//! parameters, even where a database or role turns `standard_conforming_strings` off.
+//! parameters, even where a database or role turns `standard_conforming_strings` off; and
+//! `plan --show-sql` prints exactly the statements and values the server receives.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use neo_reconcile::plan::Plan;
+use neo_reconcile::sql::{self, Step, Value};
 
 use crate::support::pg::PgCluster;
 use crate::world::World;
@@ -23,6 +30,37 @@ fn exact_texts(c: &PgCluster, db: &str, query: &str) -> Vec<String> {
         String::from_utf8(bytes).expect("UTF-8 from convert_to()")
     })
     .collect()
+}
+
+/// Replaces the line setting `key` in a TOML file with `key = value`.
+fn set_key(toml: &str, key: &str, value: &str) -> String {
+    let mut out = String::new();
+    for line in toml.lines() {
+        let t = line.trim_start();
+        if t.starts_with(&format!("{key} ")) || t.starts_with(&format!("{key}=")) {
+            out += &format!("{key} = {value}\n");
+        } else {
+            out += line;
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Waits until `query` on `db` returns `want`, for at most `timeout`.
+#[track_caller]
+fn wait_for(c: &PgCluster, db: &str, query: &str, want: &str, timeout: Duration) {
+    let start = Instant::now();
+    loop {
+        if c.psql(db, query).trim() == want {
+            return;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for `{query}` to return {want}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -189,4 +227,353 @@ fn recorded_values_are_bound_even_with_standard_conforming_strings_off() {
             "{outcome:?}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. `plan --show-sql` is what the server receives.
+
+/// The start of every line of the server log (`log_line_prefix`), then `|<pid>|<app>| `.
+const LOG_TAG: &str = "neo-log";
+
+/// Makes a cluster log every statement with the process id and application name, and waits
+/// until new sessions do.
+fn log_every_statement(c: &PgCluster) {
+    let prefix = format!("{LOG_TAG}|%p|%a| ");
+    c.psql("postgres", "ALTER SYSTEM SET log_statement = 'all'");
+    c.psql(
+        "postgres",
+        &format!("ALTER SYSTEM SET log_line_prefix = '{prefix}'"),
+    );
+    c.psql("postgres", "SELECT pg_reload_conf()");
+    wait_for(
+        c,
+        "postgres",
+        "SHOW log_line_prefix",
+        prefix.trim_end(),
+        Duration::from_secs(10),
+    );
+    wait_for(
+        c,
+        "postgres",
+        "SHOW log_statement",
+        "all",
+        Duration::from_secs(10),
+    );
+}
+
+/// One statement neo-reconcile sent, as the server logged it.
+#[derive(Debug)]
+struct Received {
+    text: String,
+    /// `None` for a simple query; the bound values (`None`: NULL) for an extended one.
+    params: Option<Vec<Option<String>>>,
+}
+
+/// The statements that sessions of neo-reconcile sent, from the server log written with
+/// [`log_every_statement`]'s prefix. Multi-line messages continue on lines starting with a
+/// tab (which PostgreSQL adds); `execute` is followed by its `DETAIL:  parameters:` line.
+fn received(log: &str) -> Vec<Received> {
+    // (pid, application, message)
+    let mut entries: Vec<(String, String, String)> = Vec::new();
+    let mut open = false;
+    for line in log.lines() {
+        if let Some(rest) = line.strip_prefix(&format!("{LOG_TAG}|")) {
+            let mut parts = rest.splitn(3, '|');
+            let (pid, app, message) = (
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+            );
+            let message = message.strip_prefix(' ').unwrap_or(message);
+            entries.push((pid.into(), app.into(), message.into()));
+            open = true;
+        } else if let (true, Some(more)) = (open, line.strip_prefix('\t')) {
+            let message = &mut entries.last_mut().expect("open entry").2;
+            message.push('\n');
+            message.push_str(more);
+        } else {
+            open = false;
+        }
+    }
+    let mut out = Vec::new();
+    for (i, (pid, app, message)) in entries.iter().enumerate() {
+        if app != "neo-reconcile" {
+            continue;
+        }
+        if let Some(text) = message.strip_prefix("LOG:  statement: ") {
+            out.push(Received {
+                text: text.into(),
+                params: None,
+            });
+        } else if let Some(rest) = message.strip_prefix("LOG:  execute ") {
+            let (_, text) = rest.split_once(": ").expect("execute <name>: <text>");
+            let params = entries
+                .get(i + 1)
+                .filter(|(p, _, _)| p == pid)
+                .and_then(|(_, _, m)| m.strip_prefix("DETAIL:  parameters: "))
+                .map(parse_params)
+                .unwrap_or_default();
+            out.push(Received {
+                text: text.into(),
+                params: Some(params),
+            });
+        }
+    }
+    out
+}
+
+/// `$1 = 'a''b', $2 = NULL` as PostgreSQL logs bound values.
+fn parse_params(s: &str) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    loop {
+        let eq = rest
+            .strip_prefix('$')
+            .and_then(|r| r.find(" = ").map(|i| &r[i + 3..]))
+            .unwrap_or_else(|| panic!("not a parameter list: {s:?}"));
+        if let Some(r) = eq.strip_prefix("NULL") {
+            out.push(None);
+            rest = r;
+        } else {
+            let body = eq
+                .strip_prefix('\'')
+                .unwrap_or_else(|| panic!("not a quoted value: {eq:?}"));
+            let mut value = String::new();
+            let mut chars = body.char_indices().peekable();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                if c != '\'' {
+                    value.push(c);
+                } else if chars.next_if(|&(_, c)| c == '\'').is_some() {
+                    value.push('\'');
+                } else {
+                    end = Some(i + 1);
+                    break;
+                }
+            }
+            out.push(Some(value));
+            rest = &body[end.unwrap_or_else(|| panic!("unterminated value: {eq:?}"))..];
+        }
+        match rest.strip_prefix(", ") {
+            Some(r) => rest = r,
+            None => break,
+        }
+    }
+    out
+}
+
+/// A PostgreSQL array's text form (`array_out`): elements double-quoted where needed.
+fn array_text<'a>(items: impl Iterator<Item = Option<&'a str>>) -> String {
+    let elements: Vec<String> = items
+        .map(|item| match item {
+            None => "NULL".to_string(),
+            Some(s)
+                if s.is_empty()
+                    || s.eq_ignore_ascii_case("NULL")
+                    || s.chars().any(|c| {
+                        matches!(c, '"' | '\\' | '{' | '}' | ',' | '\x0b')
+                            || c.is_ascii_whitespace()
+                    }) =>
+            {
+                format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+            }
+            Some(s) => s.to_string(),
+        })
+        .collect();
+    format!("{{{}}}", elements.join(","))
+}
+
+/// A bound value as the server logs it (`None`: NULL), or `None` for a value known only when
+/// apply runs (run id, host, commit, elapsed time, error text).
+fn logged_value(v: &Value) -> Option<Option<String>> {
+    Some(match v {
+        Value::Text(s) => Some(s.clone()),
+        Value::OptText(s) => s.clone(),
+        Value::Int(i) => Some(i.to_string()),
+        Value::TextArray(a) => Some(array_text(a.iter().map(|s| Some(s.as_str())))),
+        Value::OptTextArray(a) => Some(array_text(a.iter().map(|s| s.as_deref()))),
+        Value::IntArray(a) => {
+            let ints: Vec<String> = a.iter().map(i32::to_string).collect();
+            Some(array_text(ints.iter().map(|s| Some(s.as_str()))))
+        }
+        Value::Run(_) => return None,
+    })
+}
+
+/// Asserts the server received `sql`: as a simple query when it has no parameters, else
+/// through the extended protocol with the expected values bound.
+#[track_caller]
+fn assert_received(log: &[Received], region: &str, sql: &str, params: &[Value]) {
+    let same_text: Vec<&Received> = log.iter().filter(|r| r.text == sql).collect();
+    if params.is_empty() {
+        assert!(
+            same_text.iter().any(|r| r.params.is_none()),
+            "region {region}: the server never received this simple query:\n{sql}\n\
+             (received with the extended protocol {} time(s))",
+            same_text.len()
+        );
+        return;
+    }
+    let expected: Vec<Option<Option<String>>> = params.iter().map(logged_value).collect();
+    let matches = |got: &Vec<Option<String>>| {
+        got.len() == expected.len()
+            && got
+                .iter()
+                .zip(&expected)
+                .all(|(got, want)| want.as_ref().map_or(true, |want| want == got))
+    };
+    assert!(
+        same_text
+            .iter()
+            .any(|r| r.params.as_ref().is_some_and(matches)),
+        "region {region}: the server never received\n{sql}\nwith {expected:?} (None: set at run time)\n\
+         received with: {:?}",
+        same_text.iter().map(|r| &r.params).collect::<Vec<_>>()
+    );
+}
+
+/// Everything the server log holds after `offset` bytes.
+fn log_since(c: &PgCluster, offset: u64) -> String {
+    let bytes = std::fs::read(c.log_path()).unwrap();
+    String::from_utf8_lossy(&bytes[offset as usize..]).into_owned()
+}
+
+fn log_len(c: &PgCluster) -> u64 {
+    std::fs::metadata(c.log_path()).unwrap().len()
+}
+
+/// Plans with `--show-sql --out`, applies exactly that plan, and checks, for every action of
+/// every region, that its program's rendering is in the shown plan and that the region's
+/// server received every statement of it with its values. Returns the action kinds and what
+/// each region's server received during the apply.
+fn plan_apply_and_compare(
+    w: &World,
+    name: &str,
+) -> (BTreeSet<&'static str>, Vec<(String, Vec<Received>)>) {
+    let dir = tempfile::TempDir::new().unwrap();
+    let file = dir.path().join(name);
+    let file = file.to_str().unwrap();
+    let shown = w.neo("plan", &["--show-sql", "--out", file]);
+    shown.expect_code(0);
+    let plan: Plan = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let desired = neo_reconcile::engine::load_desired(w.tree.path()).unwrap();
+
+    let offsets = [log_len(&w.us), log_len(&w.eu)];
+    w.neo("apply", &["--plan", file]).expect_code(0);
+
+    let mut kinds = BTreeSet::new();
+    let mut logs = Vec::new();
+    for r in &plan.regions {
+        let (cluster, offset) = match r.name.as_str() {
+            "us-east" => (&w.us, offsets[0]),
+            "eu-west" => (&w.eu, offsets[1]),
+            other => panic!("unexpected region {other}"),
+        };
+        let log = received(&log_since(cluster, offset));
+        let region = &desired.regions[&r.name];
+        for action in &r.actions {
+            kinds.insert(action.kind());
+            let program = sql::program(action, &desired, region).unwrap();
+            // (a) The plan showed this program, line for line.
+            let block: String = program
+                .render()
+                .iter()
+                .flat_map(|s| s.lines())
+                .map(|line| format!("        | {line}\n"))
+                .collect();
+            assert!(
+                shown.stdout.contains(&block),
+                "plan --show-sql does not show the program of {}:\n{block}\n--- shown:\n{}",
+                action.kind(),
+                shown.stdout
+            );
+            // (b) The server received every statement, with its values.
+            for step in program.steps() {
+                match step {
+                    Step::Exec(s) => assert_received(&log, &r.name, &s.sql, &s.params),
+                    Step::Script { sql, .. } => assert_received(&log, &r.name, sql, &[]),
+                    Step::Begin | Step::Commit | Step::Note(_) => {}
+                }
+            }
+        }
+        logs.push((r.name.clone(), log));
+    }
+    (kinds, logs)
+}
+
+#[test]
+fn show_sql_equals_the_statements_the_server_received() {
+    let w = World::new();
+    for region in ["regions/us-east.toml", "regions/eu-west.toml"] {
+        w.edit(region, |s| {
+            set_key(
+                &set_key(s, "lock_timeout", "\"7s\""),
+                "statement_timeout",
+                "\"11min\"",
+            )
+        });
+    }
+    log_every_statement(&w.us);
+    log_every_statement(&w.eu);
+
+    // Round 1, from empty clusters: bootstrap (one creating neo_admin), platform_common,
+    // create_tenant, tenant_template incl. the no-transaction V6 (acme), suspend_tenant
+    // (initech) and the registry.
+    let (mut kinds, logs) = plan_apply_and_compare(&w, "plan1.json");
+
+    // (c) Migrations of the region-scope set and of tenants ran under the regions' timeouts.
+    for (region, log) in &logs {
+        let settings: Vec<&Vec<Option<String>>> = log
+            .iter()
+            .filter(|r| r.text.starts_with("SELECT set_config('search_path', $1, "))
+            .filter_map(|r| r.params.as_ref())
+            .collect();
+        for schema in ["\"platform_common\"", "\"tenant_"] {
+            assert!(
+                settings
+                    .iter()
+                    .any(|p| p[0].as_deref().is_some_and(|s| s.starts_with(schema))),
+                "region {region}: no migration in {schema}: {settings:?}"
+            );
+        }
+        for p in &settings {
+            assert_eq!(
+                (p[1].as_deref(), p[2].as_deref()),
+                (Some("7000ms"), Some("660000ms")),
+                "region {region}: {p:?}"
+            );
+        }
+    }
+
+    // Round 2: resume initech, archive globex, destroy stark, and the fleet to V6 (the
+    // no-transaction migration in eu-west too).
+    w.edit("tenants/initech.toml", |s| {
+        s.replace("status = \"suspended\"", "status = \"active\"")
+    });
+    w.edit("tenants/globex.toml", |s| {
+        s.replace("status = \"active\"", "status = \"archived\"")
+    });
+    w.edit("tenants/stark.toml", |s| {
+        s.replace("status = \"active\"", "status = \"deleted\"")
+    });
+    w.edit("neo.toml", |s| {
+        s.replace("allow_destroy = false", "allow_destroy = true")
+            .replace("destroy_after = \"30d\"", "destroy_after = \"0s\"")
+            .replace("target = 5 ", "target = 6 ")
+    });
+    let (more, _) = plan_apply_and_compare(&w, "plan2.json");
+    kinds.extend(more);
+    assert_eq!(
+        kinds,
+        BTreeSet::from([
+            "archive_tenant",
+            "bootstrap",
+            "create_tenant",
+            "destroy_tenant",
+            "migrate",
+            "resume_tenant",
+            "suspend_tenant",
+            "update_registry",
+        ])
+    );
 }
