@@ -1,15 +1,20 @@
 //! Safety of what apply sends (issue 9): recorded values reach the server only as bound
-//! parameters, even where a database or role turns `standard_conforming_strings` off; and
-//! `plan --show-sql` prints exactly the statements and values the server receives.
+//! parameters, even where a database or role turns `standard_conforming_strings` off;
+//! `plan --show-sql` prints exactly the statements and values the server receives; and a
+//! transient failure (a lock held past `lock_timeout`, a deadlock) is tried again while a
+//! permanent one (a syntax error) is tried once.
 
 use std::collections::BTreeSet;
+use std::io::Read;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use neo_reconcile::plan::Plan;
 use neo_reconcile::sql::{self, Step, Value};
+use sqlx::{Connection, Executor};
 
 use crate::support::pg::PgCluster;
-use crate::world::World;
+use crate::world::{Run, World};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -60,6 +65,40 @@ fn wait_for(c: &PgCluster, db: &str, query: &str, want: &str, timeout: Duration)
             "timed out after {timeout:?} waiting for `{query}` to return {want}"
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits for a spawned `neo-reconcile` (stdout and stderr piped) for at most `timeout`,
+/// killing it if it takes longer.
+fn finish(mut child: Child, timeout: Duration) -> Run {
+    let drain = |mut stream: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            stream.read_to_string(&mut text).ok();
+            text
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped stderr")));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > timeout {
+            child.kill().ok();
+            child.wait().ok();
+            panic!(
+                "neo-reconcile did not finish in {timeout:?}:\n{}",
+                stderr.join().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
     }
 }
 
@@ -576,4 +615,184 @@ fn show_sql_equals_the_statements_the_server_received() {
             "update_registry",
         ])
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Transient failures are retried, permanent ones are not.
+
+/// The example applied, us-east's `lock_timeout` set, and tenant_template V7 (`sql`) the
+/// target of the fleet and of the canary acme (in us-east).
+fn example_with_v7(lock_timeout: &str, sql: &str) -> World {
+    let w = World::new();
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    w.edit("regions/us-east.toml", |s| {
+        set_key(s, "lock_timeout", &format!("\"{lock_timeout}\""))
+    });
+    w.write("schemas/tenant_template/V7__alter_tenant_tables.sql", sql);
+    w.edit("neo.toml", |s| s.replace("target = 5 ", "target = 7 "));
+    w.edit("tenants/acme.toml", |s| {
+        s.replace("tenant_template = 6", "tenant_template = 7")
+    });
+    w
+}
+
+/// The errors of acme's failed V7 attempts, in order, and its number of successful ones.
+fn acme_v7_history(w: &World) -> (Vec<String>, usize) {
+    let rows = "FROM neo_reconcile.schema_history \
+                WHERE target_schema = 'tenant_acme' AND schema_set = 'tenant_template' AND version = 7";
+    let failed = exact_texts(
+        &w.us,
+        "neo_us",
+        &format!("SELECT coalesce(error, '') {rows} AND NOT success ORDER BY id"),
+    );
+    let succeeded =
+        w.us.psql("neo_us", &format!("SELECT count(*) {rows} AND success"));
+    (failed, succeeded.trim().parse().unwrap())
+}
+
+const RETRY_LOG: &str = "Transient failure; trying again.";
+
+#[test]
+fn a_lock_held_past_lock_timeout_is_retried_until_it_succeeds() {
+    let w = example_with_v7("1s", "ALTER TABLE users ADD COLUMN nickname text;\n");
+    // A session holds tenant_acme.users until apply has recorded a failed attempt (at most
+    // 20 s), then commits; it reports whether it saw the failure.
+    let hold = "BEGIN;
+        LOCK TABLE tenant_acme.users IN ACCESS EXCLUSIVE MODE;
+        DO $$ BEGIN
+          WHILE NOT EXISTS (SELECT FROM neo_reconcile.schema_history WHERE target_schema = 'tenant_acme' AND version = 7 AND NOT success)
+                AND clock_timestamp() < statement_timestamp() + interval '20 seconds' LOOP
+            PERFORM pg_sleep(0.05);
+          END LOOP;
+        END $$;
+        SELECT EXISTS (SELECT FROM neo_reconcile.schema_history WHERE target_schema = 'tenant_acme' AND version = 7 AND NOT success);
+        COMMIT;";
+    let (run, saw_failure) = std::thread::scope(|s| {
+        let holder = s.spawn(|| w.us.psql("neo_us", hold));
+        wait_for(
+            &w.us,
+            "neo_us",
+            "SELECT count(*) FROM pg_locks
+             WHERE relation = 'tenant_acme.users'::regclass AND mode = 'AccessExclusiveLock' AND granted",
+            "1",
+            Duration::from_secs(20),
+        );
+        let run = w.neo("apply", &["--auto-approve", "--tenant", "acme"]);
+        (run, holder.join().unwrap())
+    });
+    assert_eq!(saw_failure.trim(), "t", "apply never failed on the lock");
+    run.expect_code(0);
+    let (failed, succeeded) = acme_v7_history(&w);
+    assert!(!failed.is_empty());
+    for error in &failed {
+        assert!(error.contains("lock timeout"), "{error:?}");
+    }
+    assert_eq!(succeeded, 1, "failed attempts: {failed:?}");
+    assert!(
+        run.stderr.contains(RETRY_LOG) && run.stderr.contains("lock timeout"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        w.us.psql("neo_us", "SELECT to_regclass('tenant_acme.users') IS NOT NULL AND EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'tenant_acme.users'::regclass AND attname = 'nickname')").trim(),
+        "t"
+    );
+}
+
+#[test]
+fn a_deadlock_with_a_concurrent_session_is_retried() {
+    // V7 takes users, then waits for projects, which session A holds; A then asks for users.
+    let w = example_with_v7(
+        "10s",
+        "ALTER TABLE users ADD COLUMN nickname text;\nALTER TABLE projects ADD COLUMN summary text;\n",
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = w.us.connect_options("neo_us");
+    let mut a = rt
+        .block_on(sqlx::PgConnection::connect_with(&options))
+        .unwrap();
+    let mut monitor = rt
+        .block_on(sqlx::PgConnection::connect_with(&options))
+        .unwrap();
+    // A never detects the deadlock itself: the migration's backend does, after the default
+    // deadlock_timeout (1 s), and is the one aborted.
+    rt.block_on(a.execute(sqlx::raw_sql(
+        "BEGIN; SET LOCAL deadlock_timeout = '60s';
+         LOCK TABLE tenant_acme.projects IN ACCESS EXCLUSIVE MODE",
+    )))
+    .unwrap();
+    let tree = w.tree.path().to_str().unwrap().to_string();
+    let child = w
+        .command(&["apply", &tree, "--auto-approve", "--tenant", "acme"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Some(child);
+
+    // The migration's backend holds users and waits for projects.
+    let waiting = "SELECT count(*) FROM pg_locks w JOIN pg_stat_activity a ON a.pid = w.pid
+         WHERE NOT w.granted AND w.relation = 'tenant_acme.projects'::regclass
+           AND a.application_name = 'neo-reconcile'
+           AND EXISTS (SELECT FROM pg_locks h WHERE h.pid = w.pid AND h.granted
+                         AND h.relation = 'tenant_acme.users'::regclass AND h.mode = 'AccessExclusiveLock')";
+    let start = Instant::now();
+    loop {
+        let n: i64 = rt
+            .block_on(sqlx::query_scalar(waiting).fetch_one(&mut monitor))
+            .unwrap();
+        if n > 0 {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let run = finish(child.take().unwrap(), Duration::from_secs(1));
+            panic!(
+                "the migration never waited for projects:\n{}\n{}",
+                run.stdout, run.stderr
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Close the cycle: A waits for users until the migration is aborted as the deadlock victim.
+    let locked = rt.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            a.execute(sqlx::raw_sql(
+                "LOCK TABLE tenant_acme.users IN ACCESS EXCLUSIVE MODE",
+            )),
+        )
+        .await
+    });
+    assert!(matches!(locked, Ok(Ok(_))), "{locked:?}");
+    rt.block_on(a.execute(sqlx::raw_sql("COMMIT"))).unwrap();
+    rt.block_on(async {
+        a.close().await.ok();
+        monitor.close().await.ok();
+    });
+    let run = finish(child.take().unwrap(), Duration::from_secs(60));
+
+    run.expect_code(0);
+    let (failed, succeeded) = acme_v7_history(&w);
+    assert!(
+        failed.iter().any(|e| e.contains("deadlock detected")),
+        "{failed:?}"
+    );
+    assert_eq!(succeeded, 1, "failed attempts: {failed:?}");
+    assert!(run.stderr.contains(RETRY_LOG), "{}", run.stderr);
+}
+
+#[test]
+fn a_syntax_error_is_tried_once() {
+    let w = example_with_v7("1s", "SELEC 1;\n");
+    let run = w.neo("apply", &["--auto-approve", "--tenant", "acme"]);
+    run.expect_code(3);
+    let (failed, succeeded) = acme_v7_history(&w);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0].contains("syntax error"), "{failed:?}");
+    assert_eq!(succeeded, 0);
+    assert!(!run.stderr.contains(RETRY_LOG), "{}", run.stderr);
+    assert!(!run.stderr.contains("trying again"), "{}", run.stderr);
 }
