@@ -7,6 +7,7 @@ mod extensions;
 mod harness;
 mod plan;
 mod remedies;
+mod safety;
 mod support;
 mod transaction_guard;
 mod validate;

@@ -199,3 +199,28 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+impl World {
+    /// Copies the desired-state tree, as it is now, to `to` (created if missing), for tests
+    /// that need the tree at another path.
+    pub fn copy_tree(&self, to: &Path) {
+        copy_dir(self.tree.path(), to);
+    }
+
+    /// Runs `neo-reconcile <subcommand> <tree> <args...>` on the tree at `tree` (not
+    /// necessarily this world's), with `env` added to the environment.
+    pub fn neo_at(
+        &self,
+        tree: &Path,
+        subcommand: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Run {
+        let tree = tree.to_str().expect("a UTF-8 tree path").to_string();
+        let mut all = vec![subcommand, tree.as_str()];
+        all.extend_from_slice(args);
+        let mut cmd = self.command(&all);
+        cmd.envs(env.iter().copied());
+        Run::from(cmd.output().unwrap())
+    }
+}
