@@ -6,10 +6,11 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::bookkeeping;
+use crate::db::Connectors;
 use crate::desired::{self, Desired, Diagnostic, Region, Severity};
 use crate::observed::{self, Observed};
 use crate::plan::{self, Plan, PlanOptions};
-use crate::sources::{credentials::Credentials, git};
+use crate::sources::git;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -110,10 +111,10 @@ pub fn regions_to_observe<'a>(desired: &'a Desired, options: &PlanOptions) -> Ve
 pub async fn observe_and_plan(
     desired: &Desired,
     options: &PlanOptions,
-    credentials: &dyn Credentials,
+    connectors: &Connectors,
 ) -> (Observed, Plan) {
     let regions = regions_to_observe(desired, options);
-    let observed = observed::postgres::observe(desired, &regions, credentials).await;
+    let observed = observed::postgres::observe(desired, &regions, connectors).await;
     let plan = plan::plan(desired, &observed, options);
     tracing::info!(
         changes = plan.summary.changes,

@@ -8,9 +8,12 @@
 
 pub mod apply;
 pub mod bookkeeping;
+pub mod db;
 pub mod desired;
 pub mod engine;
 pub mod observed;
 pub mod plan;
+pub mod reconcile;
+pub mod shutdown;
 pub mod sources;
 pub mod sql;

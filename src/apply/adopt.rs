@@ -22,10 +22,9 @@ use sqlx::{Connection, Executor, Row};
 use super::lock::{LockError, RegionLock};
 use super::RunContext;
 use crate::bookkeeping;
+use crate::db::{ConnectError, Connectors};
 use crate::desired::{Desired, Region, SchemaSet, Scope, Tenant, TenantStatus};
-use crate::observed::postgres::{connect, ObserveError};
 use crate::plan::BOOKKEEPING_SCHEMA;
-use crate::sources::credentials::{CredentialError, Credentials};
 use crate::sql::{self, ident};
 
 /// Where the versions to record come from.
@@ -74,9 +73,9 @@ pub enum AdoptOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum AdoptError {
     #[error("{0}")]
-    Credentials(#[from] CredentialError),
-    #[error("{0}")]
-    Connect(#[from] ObserveError),
+    Connect(#[from] ConnectError),
+    #[error("region {0} has no connector")]
+    NoConnector(String),
     #[error("{0}")]
     Lock(#[from] LockError),
     #[error("bootstrap of {BOOKKEEPING_SCHEMA}: {0}")]
@@ -135,7 +134,7 @@ pub async fn adopt_tenants(
     tenants: &[&Tenant],
     set: &SchemaSet,
     from: AdoptFrom,
-    credentials: &dyn Credentials,
+    connectors: &Connectors,
     ctx: &RunContext,
 ) -> Vec<AdoptOutcome> {
     let mut out = Vec::new();
@@ -146,7 +145,7 @@ pub async fn adopt_tenants(
             .map(|t| Item::Tenant(t))
             .collect();
         if !here.is_empty() {
-            out.extend(adopt_in_region(region, &here, set, from, credentials, ctx).await);
+            out.extend(adopt_in_region(region, &here, set, from, connectors, ctx).await);
         }
     }
     out
@@ -158,13 +157,13 @@ pub async fn adopt_region_set(
     regions: &[&Region],
     set: &SchemaSet,
     from: AdoptFrom,
-    credentials: &dyn Credentials,
+    connectors: &Connectors,
     ctx: &RunContext,
 ) -> Vec<AdoptOutcome> {
     let mut out = Vec::new();
     for region in regions {
         out.extend(
-            adopt_in_region(region, &[Item::RegionSchema], set, from, credentials, ctx).await,
+            adopt_in_region(region, &[Item::RegionSchema], set, from, connectors, ctx).await,
         );
     }
     out
@@ -177,10 +176,10 @@ async fn adopt_in_region(
     items: &[Item<'_>],
     set: &SchemaSet,
     from: AdoptFrom,
-    credentials: &dyn Credentials,
+    connectors: &Connectors,
     ctx: &RunContext,
 ) -> Vec<AdoptOutcome> {
-    match adopt_locked(region, items, set, from, credentials, ctx).await {
+    match adopt_locked(region, items, set, from, connectors, ctx).await {
         Ok(outcomes) => outcomes,
         Err(e) => {
             tracing::warn!(region = %region.name, schema_set = %set.name, error = %e, "Adoption refused in the whole region.");
@@ -200,15 +199,16 @@ async fn adopt_locked(
     items: &[Item<'_>],
     set: &SchemaSet,
     from: AdoptFrom,
-    credentials: &dyn Credentials,
+    connectors: &Connectors,
     ctx: &RunContext,
 ) -> Result<Vec<AdoptOutcome>, AdoptError> {
-    let creds = credentials.fetch(region).await?;
-    let db = &region.postgres.database;
-    let mut lock_conn = connect(&region.postgres, db, &creds).await?;
+    let connector = connectors
+        .get(&region.name)
+        .ok_or_else(|| AdoptError::NoConnector(region.name.clone()))?;
+    let mut lock_conn = connector.connect_region().await?;
     let lock = RegionLock::acquire(&mut lock_conn, region.apply.lock_wait).await?;
     let result = async {
-        let mut conn = connect(&region.postgres, db, &creds).await?;
+        let mut conn = connector.connect_region().await?;
         // Bookkeeping first, as apply's bootstrap does.
         conn.execute(sqlx::raw_sql(&format!(
             "CREATE SCHEMA IF NOT EXISTS {0}; SET search_path TO {0}",

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use sqlx::postgres::PgConnection;
 use sqlx::Executor;
 
-use super::RunContext;
+use super::context::RunContext;
 use crate::desired::{Desired, Region};
 use crate::plan::Action;
 use crate::sql::{self, MigrationRun, RunValue, Statement, Step, Value};
@@ -58,7 +58,7 @@ pub async fn run_action(
     action: &Action,
     resume: bool,
 ) -> Result<(), ActionError> {
-    let what = super::describe(action);
+    let what = super::report::describe(action);
     if matches!(
         action,
         Action::Bootstrap { .. } | Action::UpdateRegistry { .. }

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use sqlx::postgres::PgConnection;
 use sqlx::Row;
 
-use super::RunContext;
+use super::context::RunContext;
 
 pub use crate::sql::{REGION_LOCK_KEY, REGISTRY_LOCK_KEY};
 

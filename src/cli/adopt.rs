@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail};
 use neo_reconcile::apply::adopt::{self, AdoptFrom, AdoptOutcome};
 use neo_reconcile::apply::RunContext;
+use neo_reconcile::db;
 use neo_reconcile::desired::{Region, Scope, Tenant, TenantStatus};
 use neo_reconcile::sources::credentials::Sources;
 use neo_reconcile::sources::git;
@@ -85,9 +86,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
                 v
             };
-            super::runtime()?.block_on(adopt::adopt_tenants(
-                &desired, &tenants, set, from, &Sources, &ctx,
-            ))
+            let regions: Vec<&Region> = desired
+                .regions
+                .values()
+                .filter(|r| tenants.iter().any(|t| t.region == r.name))
+                .collect();
+            super::runtime()?.block_on(async {
+                let connectors = db::resolve(&regions, &Sources).await;
+                adopt::adopt_tenants(&desired, &tenants, set, from, &connectors, &ctx).await
+            })
         }
         Scope::Region => {
             if args.all || !args.tenants.is_empty() {
@@ -109,7 +116,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
                 v
             };
-            super::runtime()?.block_on(adopt::adopt_region_set(&regions, set, from, &Sources, &ctx))
+            super::runtime()?.block_on(async {
+                let connectors = db::resolve(&regions, &Sources).await;
+                adopt::adopt_region_set(&regions, set, from, &connectors, &ctx).await
+            })
         }
     };
     let mut refused = 0;

@@ -9,9 +9,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use neo_reconcile::apply::{self, RegionOutcome, RunContext};
+use neo_reconcile::db;
 use neo_reconcile::engine;
-use neo_reconcile::plan::render::{self, TextOptions};
 use neo_reconcile::plan::Plan;
+use neo_reconcile::reconcile::{self, Approval, ErrorKind, Mode, ReconcileError, Selection};
+use neo_reconcile::shutdown::Shutdown;
 use neo_reconcile::sources::credentials::Sources;
 
 #[derive(Debug, clap::Args)]
@@ -41,78 +43,117 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             if !args.regions.is_empty() || !args.tenants.is_empty() {
                 bail!("--plan applies the selection saved in the plan; do not combine it with --region or --tenant");
             }
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            let plan: Plan = serde_json::from_str(&text).with_context(|| {
-                format!(
-                    "{} is not a plan saved by `neo-reconcile plan --out`",
-                    path.display()
-                )
-            })?;
-            if plan.format_version != 1 {
-                bail!(
-                    "{}: unsupported plan format_version {}",
-                    path.display(),
-                    plan.format_version
-                );
-            }
-            Some(plan)
+            Some(read_saved(path)?)
         }
         None => None,
     };
-    let (regions, tenants): (Vec<String>, Vec<String>) = match &saved {
-        Some(p) => (
-            p.selection.regions.iter().cloned().collect(),
-            p.selection.tenants.iter().cloned().collect(),
-        ),
-        None => (args.regions.clone(), args.tenants.clone()),
+    let selection = match &saved {
+        Some(p) => Selection {
+            regions: p.selection.regions.iter().cloned().collect(),
+            tenants: p.selection.tenants.iter().cloned().collect(),
+        },
+        None => Selection {
+            regions: args.regions.clone(),
+            tenants: args.tenants.clone(),
+        },
     };
-    let options = engine::plan_options(&desired, &regions, &tenants)?;
-    let (_, fresh) = runtime.block_on(engine::observe_and_plan(&desired, &options, &Sources));
-
-    let approved = match saved {
-        Some(saved) => {
-            if saved.desired.digest != desired.digest {
-                eprintln!(
-                    "error: stale plan: the desired state changed since the plan was saved (digest {} then, {} now); run `neo-reconcile plan` again",
-                    short(&saved.desired.digest),
-                    short(&desired.digest)
-                );
-                return Ok(ExitStatus::CouldNotStart.into());
-            }
-            if let Err(reasons) = apply::check_not_stale(&saved, &fresh) {
-                for r in &reasons {
-                    eprintln!("error: stale plan: {r}");
-                }
-                eprintln!("Nothing was changed. Run `neo-reconcile plan` again.");
-                return Ok(ExitStatus::CouldNotStart.into());
-            }
-            saved
-        }
-        None => fresh,
-    };
-
-    let text = render::text(&approved, &desired, TextOptions::default());
-    print!("{text}");
-    apply::log_plan(&approved);
-    tracing::info!(plan = %text, "Plan to apply.");
-    if !approved.has_changes() {
-        println!("No changes.");
-        return Ok(exit_status(&approved, None).into());
-    }
-
-    // A saved plan was reviewed when it was saved (as with Terraform's saved plans).
-    if !args.auto_approve && args.plan.is_none() && !confirm(approved.summary.changes)? {
-        println!("Apply cancelled; nothing was changed.");
-        return Ok(ExitStatus::CouldNotStart.into());
-    }
-
+    let options = reconcile::plan_options(&desired, &selection)?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let ctx = RunContext::current(command, options.commit.clone());
-    let report = runtime.block_on(apply::apply(
-        &desired, &approved, &options, &Sources, &ctx, &text,
-    ));
+    // A saved plan was reviewed when it was saved (as with Terraform's saved plans).
+    let ask = !args.auto_approve && args.plan.is_none();
+    let approve = move |plan: &Plan, text: &str| {
+        print!("{text}");
+        if !ask {
+            return Approval::Approved;
+        }
+        match confirm(plan.summary.changes) {
+            Ok(true) => Approval::Approved,
+            Ok(false) => Approval::Declined("Apply cancelled; nothing was changed.".into()),
+            Err(e) => Approval::Declined(format!("error: {e:#}")),
+        }
+    };
+    let mode = Mode::Apply {
+        saved,
+        approve: &approve,
+        ctx,
+    };
+    let (trigger, shutdown) = Shutdown::new();
+    let outcome = runtime.block_on(async {
+        let regions = engine::regions_to_observe(&desired, &options);
+        let connectors = db::resolve(&regions, &Sources).await;
+        super::stop_on_signal(trigger);
+        reconcile::once(&desired, &selection, &mode, &connectors, &shutdown).await
+    });
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(ReconcileError::DesiredChanged { saved, now }) => {
+            eprintln!(
+                "error: stale plan: the desired state changed since the plan was saved (digest {saved} then, {now} now); run `neo-reconcile plan` again"
+            );
+            return Ok(ExitStatus::CouldNotStart.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some((kind, reasons)) = &outcome.refused {
+        if *kind == ErrorKind::Transient {
+            for r in reasons {
+                eprintln!("error: stale plan: {r}");
+            }
+            eprintln!("Nothing was changed. Run `neo-reconcile plan` again.");
+        } else {
+            for r in reasons {
+                if let Some(e) = r.strip_prefix("error: ") {
+                    eprintln!("error: {e}");
+                } else {
+                    println!("{r}");
+                }
+            }
+        }
+        return Ok(ExitStatus::CouldNotStart.into());
+    }
+    if !outcome.plan.has_changes() {
+        // Approval was not asked, so the plan was not printed yet.
+        print!("{}", outcome.plan_text.as_deref().unwrap_or_default());
+    }
+    let Some(report) = &outcome.report else {
+        println!("No changes.");
+        return Ok(exit_status(&outcome.plan, None).into());
+    };
+    print_report(report);
+    let status = exit_status(&outcome.plan, Some(report));
+    println!(
+        "{}",
+        match status {
+            ExitStatus::Converged => "Apply complete.",
+            ExitStatus::Blocked => "Apply complete, but blocked items remain (see above).",
+            ExitStatus::CouldNotStart => "Apply could not start; nothing was changed.",
+            ExitStatus::Failed => "Apply finished with errors.",
+        }
+    );
+    Ok(status.into())
+}
 
+fn read_saved(path: &std::path::Path) -> anyhow::Result<Plan> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let plan: Plan = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a plan saved by `neo-reconcile plan --out`",
+            path.display()
+        )
+    })?;
+    if plan.format_version != 1 {
+        bail!(
+            "{}: unsupported plan format_version {}",
+            path.display(),
+            plan.format_version
+        );
+    }
+    Ok(plan)
+}
+
+fn print_report(report: &apply::ApplyReport) {
     println!();
     for r in &report.regions {
         let run = r
@@ -143,17 +184,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(Err(e)) => println!("Registry: FAILED: {e}"),
         None => {}
     }
-    let status = exit_status(&approved, Some(&report));
-    println!(
-        "{}",
-        match status {
-            ExitStatus::Converged => "Apply complete.",
-            ExitStatus::Blocked => "Apply complete, but blocked items remain (see above).",
-            ExitStatus::CouldNotStart => "Apply could not start; nothing was changed.",
-            ExitStatus::Failed => "Apply finished with errors.",
-        }
-    );
-    Ok(status.into())
 }
 
 /// How an apply ended, as its exit code (documented in the README and `--help`). Usage errors
@@ -226,10 +256,6 @@ fn confirm(changes: usize) -> anyhow::Result<bool> {
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     Ok(answer.trim() == "yes")
-}
-
-fn short(digest: &str) -> &str {
-    &digest[..digest.len().min(12)]
 }
 
 #[cfg(test)]

@@ -32,3 +32,27 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()?)
 }
+
+/// Triggers `shutdown` on Ctrl-C (SIGINT) or SIGTERM, so that an apply stops starting new
+/// work, finishes or rolls back what is running, and releases its locks. Call it inside the
+/// runtime.
+pub fn stop_on_signal(trigger: neo_reconcile::shutdown::Trigger) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Cannot listen for SIGTERM.");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::warn!(
+            "Asked to stop: no new tenant starts; running transactions finish, locks are released."
+        );
+        trigger.trigger();
+    });
+}

@@ -8,9 +8,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::ValueEnum;
+use neo_reconcile::db;
 use neo_reconcile::engine;
 use neo_reconcile::plan::render::{self, TextOptions};
 use neo_reconcile::plan::Plan;
+use neo_reconcile::reconcile::{self, Mode, Selection};
+use neo_reconcile::shutdown::Shutdown;
 use neo_reconcile::sources::credentials::Sources;
 
 #[derive(Debug, clap::Args)]
@@ -47,9 +50,26 @@ pub enum Format {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let desired = super::load_desired_or_report(&args.dir)?;
-    let options = engine::plan_options(&desired, &args.regions, &args.tenants)?;
+    let selection = Selection {
+        regions: args.regions.clone(),
+        tenants: args.tenants.clone(),
+    };
+    let options = reconcile::plan_options(&desired, &selection)?;
     let runtime = super::runtime()?;
-    let (_, plan) = runtime.block_on(engine::observe_and_plan(&desired, &options, &Sources));
+    let plan = runtime
+        .block_on(async {
+            let regions = engine::regions_to_observe(&desired, &options);
+            let connectors = db::resolve(&regions, &Sources).await;
+            reconcile::once(
+                &desired,
+                &selection,
+                &Mode::Plan,
+                &connectors,
+                &Shutdown::never(),
+            )
+            .await
+        })?
+        .plan;
     match args.format {
         Format::Text => print!(
             "{}",

@@ -8,42 +8,23 @@
 //! change anything even by mistake.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
+use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Row};
 
 use super::{
     Bookkeeping, ControlPlaneState, HistoryRow, Observed, RegionObservation, RegionState,
     RegistryRow, TenantRow,
 };
-use crate::desired::{Desired, Endpoint, Region, SslMode, TenantStatus};
-use crate::sources::credentials::{Credentials, DbCredentials};
-
-/// The `application_name` of every connection neo-reconcile opens.
-pub const APPLICATION_NAME: &str = "neo-reconcile";
-
-/// How long to wait for a region's database to accept a connection.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::db::{ConnectError, Connector, Connectors};
+use crate::desired::{Desired, Region, TenantStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {
-    #[error("credentials: {0}")]
-    Credentials(#[from] crate::sources::credentials::CredentialError),
-    #[error("cannot connect to {host}:{port}/{database}: {message}")]
-    Connect {
-        host: String,
-        port: u16,
-        database: String,
-        message: String,
-    },
-    #[error("connecting to {host}:{port}/{database} timed out after {secs}s")]
-    Timeout {
-        host: String,
-        port: u16,
-        database: String,
-        secs: u64,
-    },
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("region {0} has no connector (it was not resolved)")]
+    NoConnector(String),
     #[error("query failed: {0}")]
     Query(#[from] sqlx::Error),
     #[error("unexpected value in {table}: {message}")]
@@ -53,102 +34,15 @@ pub enum ObserveError {
     },
 }
 
-/// Connection options for a region's endpoint. The password goes into the driver only; these
-/// options are never logged.
-///
-/// Every session runs with `standard_conforming_strings = on`, set at connection start so it
-/// wins over a database's or role's `off`: a second wall behind bound parameters, so that a
-/// backslash can never end a string literal early.
-pub fn connect_options(
-    endpoint: &Endpoint,
-    database: &str,
-    creds: &DbCredentials,
-) -> PgConnectOptions {
-    PgConnectOptions::new()
-        .host(&endpoint.host)
-        .port(endpoint.port)
-        .database(database)
-        .username(&creds.username)
-        .password(creds.password.expose())
-        .ssl_mode(match endpoint.sslmode {
-            SslMode::Disable => PgSslMode::Disable,
-            SslMode::Prefer => PgSslMode::Prefer,
-            SslMode::Require => PgSslMode::Require,
-            SslMode::VerifyCa => PgSslMode::VerifyCa,
-            SslMode::VerifyFull => PgSslMode::VerifyFull,
-        })
-        .application_name(APPLICATION_NAME)
-        .options([("standard_conforming_strings", "on")])
-}
-
-/// Opens one connection, with a timeout, naming the endpoint (never the password) on error.
-///
-/// A server that answers but is full ("too many connections", also a role's or database's
-/// `CONNECTION LIMIT`) or still starting up is asked again, with a growing pause, until
-/// [`CONNECT_TIMEOUT`]: apply closes and opens connections as it goes, and a closed session's
-/// server process can still count against the limit for a moment. Any other failure, such as a
-/// refused connection or bad credentials, is reported at once.
-pub async fn connect(
-    endpoint: &Endpoint,
-    database: &str,
-    creds: &DbCredentials,
-) -> Result<PgConnection, ObserveError> {
-    let options = connect_options(endpoint, database, creds);
-    let mut last_transient: Option<String> = None;
-    let attempts = async {
-        let mut pause = Duration::from_millis(50);
-        loop {
-            match PgConnection::connect_with(&options).await {
-                Err(e) if is_transient_connect_error(&e) => {
-                    tracing::debug!(host = %endpoint.host, port = endpoint.port, database = %database, error = %e, "Server not accepting connections for now; asking again.");
-                    last_transient = Some(e.to_string());
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(1));
-                }
-                other => return other,
-            }
-        }
-    };
-    let connect_error = |message: String| ObserveError::Connect {
-        host: endpoint.host.clone(),
-        port: endpoint.port,
-        database: database.to_string(),
-        message,
-    };
-    match tokio::time::timeout(CONNECT_TIMEOUT, attempts).await {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(connect_error(e.to_string())),
-        Err(_) => match last_transient {
-            Some(message) => Err(connect_error(format!(
-                "{message} (asked again for {}s)",
-                CONNECT_TIMEOUT.as_secs()
-            ))),
-            None => Err(ObserveError::Timeout {
-                host: endpoint.host.clone(),
-                port: endpoint.port,
-                database: database.to_string(),
-                secs: CONNECT_TIMEOUT.as_secs(),
-            }),
-        },
-    }
-}
-
-/// Whether a failed connection attempt is worth repeating: the server is full
-/// (`too_many_connections`, 53300) or not accepting connections yet (`cannot_connect_now`,
-/// 57P03, while it starts up or recovers).
-fn is_transient_connect_error(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("53300" | "57P03")))
-}
-
 /// Observes the given regions concurrently. A region that fails is `Unreachable` with the
 /// reason; the others are observed all the same.
-pub async fn observe(
-    desired: &Desired,
-    regions: &[&Region],
-    credentials: &dyn Credentials,
-) -> Observed {
+pub async fn observe(desired: &Desired, regions: &[&Region], connectors: &Connectors) -> Observed {
     let futures = regions.iter().map(|region| async move {
-        let observation = match observe_region(desired, region, credentials).await {
+        let result = match connectors.get(&region.name) {
+            Some(connector) => observe_region(desired, region, connector).await,
+            None => Err(ObserveError::NoConnector(region.name.clone())),
+        };
+        let observation = match result {
             Ok(state) => RegionObservation::Reachable(state),
             Err(e) => {
                 tracing::warn!(region = %region.name, reason = %e, "Region is unreachable.");
@@ -171,10 +65,9 @@ pub async fn observe(
 pub async fn observe_region(
     desired: &Desired,
     region: &Region,
-    credentials: &dyn Credentials,
+    connector: &Connector,
 ) -> Result<RegionState, ObserveError> {
-    let creds = credentials.fetch(region).await?;
-    let mut conn = connect(&region.postgres, &region.postgres.database, &creds).await?;
+    let mut conn = connector.connect_region().await?;
     let is_control_plane = desired.control_plane.region == region.name;
     let state = read_region(
         &mut conn,
@@ -185,7 +78,7 @@ pub async fn observe_region(
     let (mut state, cp_exists) = state?;
     if is_control_plane {
         state.control_plane = Some(if cp_exists {
-            let mut cp = connect(&region.postgres, &desired.control_plane.database, &creds).await?;
+            let mut cp = connector.connect(&desired.control_plane.database).await?;
             let result = read_control_plane(&mut cp).await;
             cp.close().await.ok();
             result?

@@ -3,8 +3,10 @@
 //! The migration's text is changed in memory after loading, so validation is bypassed.
 
 use neo_reconcile::apply::{self, RunContext};
+use neo_reconcile::db;
 use neo_reconcile::desired::Region;
 use neo_reconcile::engine;
+use neo_reconcile::shutdown::Shutdown;
 use neo_reconcile::sources::credentials::{CredentialError, Credentials, DbCredentials, Secret};
 
 use crate::world::World;
@@ -70,9 +72,20 @@ fn a_migration_that_commits_the_apply_transaction_is_failed_and_rolled_back() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let report = runtime.block_on(async {
         let options = engine::plan_options(&desired, &[], &["acme".to_string()]).unwrap();
-        let (_, plan) = engine::observe_and_plan(&desired, &options, &logins).await;
+        let regions = engine::regions_to_observe(&desired, &options);
+        let connectors = db::resolve(&regions, &logins).await;
+        let (_, plan) = engine::observe_and_plan(&desired, &options, &connectors).await;
         let ctx = RunContext::current("transaction guard test".into(), None);
-        apply::apply(&desired, &plan, &options, &logins, &ctx, "").await
+        apply::apply(
+            &desired,
+            &plan,
+            &options,
+            &connectors,
+            &ctx,
+            "",
+            &Shutdown::never(),
+        )
+        .await
     });
 
     let us = report.regions.iter().find(|r| r.name == "us-east").unwrap();
