@@ -725,8 +725,8 @@ fn setup_tenants_with_sql(tree: &Path, clusters: &[PgCluster], config: &Config) 
 fn converged_summary() -> serde_json::Value {
     serde_json::json!({
         "changes": 0, "bootstrap": 0, "migrate": 0, "create_tenant": 0, "suspend_tenant": 0,
-        "resume_tenant": 0, "archive_tenant": 0, "destroy_tenant": 0, "update_registry": 0,
-        "blocked": 0, "unreachable": 0
+        "resume_tenant": 0, "archive_tenant": 0, "destroy_tenant": 0, "restore_tenant": 0,
+        "create_extension": 0, "update_registry": 0, "blocked": 0, "unreachable": 0
     })
 }
 

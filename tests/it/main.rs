@@ -6,6 +6,7 @@ mod apply;
 mod extensions;
 mod harness;
 mod plan;
+mod reconcile;
 mod remedies;
 mod safety;
 mod support;
