@@ -3,6 +3,7 @@
 
 mod adopt;
 mod apply;
+mod corpus;
 mod harness;
 mod plan;
 mod remedies;
