@@ -91,9 +91,10 @@ def download(name, entry, downloads):
                               "--ignore-scripts", "--loglevel=error"], tmp)
             got = os.path.join(tmp, archive)
         elif registry == "crates":
-            # `cargo info` downloads the crate into cargo's own cache to read its manifest; run it
-            # outside any workspace so that no lock file picks another version.
-            run(name, entry, ["cargo", "info", f"{package}@{version}"], tmp)
+            # `cargo info` downloads the crate into cargo's own cache to read its manifest; it runs
+            # in an empty directory outside this workspace, so that no lock file picks another version.
+            with tempfile.TemporaryDirectory() as empty:
+                run(name, entry, ["cargo", "info", f"{package}@{version}"], empty)
             cargo_home = os.environ.get("CARGO_HOME") or os.path.join(os.path.expanduser("~"), ".cargo")
             cache = os.path.join(cargo_home, "registry", "cache")
             found = [os.path.join(cache, d, archive) for d in sorted(os.listdir(cache))
