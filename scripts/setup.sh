@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what neo-reconcile's demo and tests need on a fresh Debian machine:
-# PostgreSQL 15 server binaries (initdb, pg_ctl, postgres, psql) from Debian's packages.
+# PostgreSQL 15 server binaries (initdb, pg_ctl, postgres, psql) from Debian's packages, and
+# the clients scripts/corpus.sh fetches the test corpus with (python3 with pip, npm).
 # The Rust toolchain is expected (rustup); everything else comes from Cargo.lock.
 set -euo pipefail
 
@@ -8,6 +9,9 @@ pg_bin=/usr/lib/postgresql/15/bin
 missing=()
 [ -x "$pg_bin/initdb" ] && [ -x "$pg_bin/pg_ctl" ] && [ -x "$pg_bin/postgres" ] || missing+=(postgresql-15)
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client-15)
+python3 -c 'import tomllib' >/dev/null 2>&1 || missing+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2

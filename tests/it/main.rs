@@ -3,6 +3,7 @@
 
 mod adopt;
 mod apply;
+mod corpus;
 mod extensions;
 mod harness;
 mod plan;

@@ -1,0 +1,508 @@
+//! The corpus: real migration sets of public open-source projects, applied by neo-reconcile
+//! and, for comparison, by psql.
+//!
+//! Nothing of these projects is committed: `tests/corpus/manifest.toml` names each set's
+//! registry package, exact version and sha256, and `scripts/corpus.sh` fetches it at test
+//! time into `target/corpus/<set>/`, renamed `V<n>__<description>.sql` (the only conversion).
+//!
+//! Each test puts one set into a desired tree as the tenant-scope set `corpus_<set>` of one
+//! tenant `<set>` (the example tree's sets and tenants removed, so that the tenant's schema
+//! holds nothing else), runs `apply --auto-approve`, then applies the same files with
+//! `psql -v ON_ERROR_STOP=1` (`SET search_path TO ref_<set>`, then `\i` each file) into a fresh
+//! schema `ref_<set>` of the same cluster, and checks that:
+//! - the catalogs of `tenant_<set>` and `ref_<set>` are equal once the schema name is replaced by
+//!   a placeholder: relations, columns, constraints, indexes, views, functions, triggers,
+//!   types, policies and comments (ownership and privileges differ by design);
+//! - a second `plan --detailed-exitcode` has nothing to do;
+//! - nothing appeared outside the schemas neo-reconcile manages.
+//!
+//! The reference schema lives in its own database, [`REF_DB`]: real migrations may look
+//! objects up database-wide (litellm's guards ask `pg_constraint` for a constraint by name
+//! alone), and a reference applied beside the tenant's schema would then skip what the tenant
+//! already has.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use crate::world::World;
+
+/// One corpus set and what its database needs.
+struct Case {
+    /// The set's name in the manifest; also the tenant's slug.
+    set: &'static str,
+    /// Extensions the test creates beforehand, as superuser, in the database's `public`
+    /// schema (a migration's `CREATE EXTENSION IF NOT EXISTS` is then a no-op).
+    created_beforehand: &'static [&'static str],
+    /// Extensions the region declares, for neo-reconcile to create (issue 16 part 3).
+    declared: &'static [&'static str],
+}
+
+/// PL/pgSQL-heavy: enum types, functions replaced across versions, trigger functions and
+/// triggers (PyPI `procrastinate`).
+#[test]
+fn procrastinate_plpgsql_functions_and_triggers() {
+    check(&Case {
+        set: "procrastinate",
+        created_beforehand: &[],
+        declared: &[],
+    });
+}
+
+/// sqlx style, trigger functions replaced over time (crates.io `atuin-server-postgres`).
+#[test]
+fn atuin_sqlx_migrations_with_triggers() {
+    check(&Case {
+        set: "atuin",
+        created_beforehand: &[],
+        declared: &[],
+    });
+}
+
+/// Prisma Migrate, 220 migrations, seven of them `CREATE INDEX CONCURRENTLY` marked
+/// `-- neo:no-transaction` (PyPI `litellm-proxy-extras`).
+///
+/// Its `DO` blocks guard `ADD CONSTRAINT` and `DROP CONSTRAINT` with a lookup of
+/// `pg_constraint` by name alone, database-wide: a second tenant in the same database skips
+/// the foreign keys the first one has, then fails at V25 ("constraint
+/// \"LiteLLM_TeamMembership_budget_id_fkey\" ... does not exist"). One tenant per database
+/// here, and the reference in its own database ([`REF_DB`]).
+#[test]
+fn litellm_prisma_history_with_concurrent_indexes() {
+    check(&Case {
+        set: "litellm",
+        created_beforehand: &[],
+        declared: &[],
+    });
+}
+
+/// Prisma Migrate whose first migration runs `CREATE EXTENSION IF NOT EXISTS "pgcrypto"`
+/// (npm `umami`): with the extension created beforehand by a superuser, the statement is a
+/// no-op for the tenant's owner role.
+#[test]
+fn umami_prisma_with_pgcrypto_created_beforehand() {
+    check(&Case {
+        set: "umami",
+        created_beforehand: &["pgcrypto"],
+        declared: &[],
+    });
+}
+
+/// sqlx reversible migrations, PL/pgSQL-heavy, whose column defaults call `uuid_nil()` and
+/// `uuid_generate_v4()` from uuid-ossp (crates.io `sqlxmq`). Today, without the region's
+/// `extensions`, V1 fails with "permission denied to create extension \"uuid-ossp\"" (the
+/// owner role may not create extensions); with uuid-ossp created beforehand in `public`, it
+/// fails with "function uuid_nil() does not exist" (`public` is not on the search path).
+#[test]
+#[ignore = "needs region extensions (issue 16 part 3): validate rejects `extensions` in a region file today; without it V1 fails: permission denied to create extension \"uuid-ossp\""]
+fn sqlxmq_uuid_ossp_from_region_extensions() {
+    check(&Case {
+        set: "sqlxmq",
+        created_beforehand: &[],
+        declared: &["uuid-ossp"],
+    });
+}
+
+/// Diesel: `<dir>/up.sql`, Diesel's generated PL/pgSQL helpers, and a column default
+/// calling `uuid_generate_v4()` from uuid-ossp (crates.io `fang`). Today, without the
+/// region's `extensions`, V2 fails with "permission denied to create extension
+/// \"uuid-ossp\""; with uuid-ossp created beforehand in `public`, with "function
+/// uuid_generate_v4() does not exist".
+#[test]
+#[ignore = "needs region extensions (issue 16 part 3): validate rejects `extensions` in a region file today; without it V2 fails: permission denied to create extension \"uuid-ossp\""]
+fn fang_diesel_uuid_ossp_from_region_extensions() {
+    check(&Case {
+        set: "fang",
+        created_beforehand: &[],
+        declared: &["uuid-ossp"],
+    });
+}
+
+/// The region database the tenant lives in.
+const DB: &str = "neo_us";
+
+/// The database, in the same cluster, of the reference schema applied by psql.
+const REF_DB: &str = "corpus_ref";
+
+fn check(case: &Case) {
+    let set = case.set;
+    let files = corpus(set);
+    let w = corpus_world(set, &files);
+    if !case.declared.is_empty() {
+        declare_region_extensions(&w, case.declared);
+    }
+    w.us.create_database(REF_DB);
+    for extension in case.created_beforehand {
+        for db in [DB, REF_DB] {
+            w.us.psql(
+                db,
+                &format!("CREATE EXTENSION IF NOT EXISTS \"{extension}\" SCHEMA public"),
+            );
+        }
+    }
+    let before = objects_outside(&w);
+
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+
+    let tenant = format!("tenant_{set}");
+    let reference = format!("ref_{set}");
+    // Where the declared extensions live: on the reference's search path, as on the tenant's.
+    let extension_schemas: Vec<String> = case
+        .declared
+        .iter()
+        .map(|extension| {
+            let schema = w.us.psql(
+                DB,
+                &format!("SELECT extnamespace::regnamespace FROM pg_extension WHERE extname = '{extension}'"),
+            );
+            let schema = schema.trim().to_string();
+            assert!(!schema.is_empty(), "apply did not create the declared extension {extension}");
+            schema
+        })
+        .collect();
+    // The same extensions, in schemas of the same names, in the reference's database.
+    let mut script = String::new();
+    for (extension, schema) in case.declared.iter().zip(&extension_schemas) {
+        script += &format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema};\nCREATE EXTENSION \"{extension}\" SCHEMA {schema};\n"
+        );
+    }
+    let mut search_path = vec![reference.clone()];
+    search_path.extend(extension_schemas.iter().cloned());
+    script += &format!(
+        "CREATE SCHEMA {reference};\nSET search_path TO {};\n",
+        search_path.join(", ")
+    );
+    for file in &files {
+        script += &format!("\\i '{}'\n", file.display());
+    }
+    if let Err(error) = w.us.try_psql(REF_DB, &script) {
+        panic!("psql could not apply the {set} corpus into {reference}:\n{error}");
+    }
+
+    let ours = catalog(&w, DB, &tenant);
+    let theirs = catalog(&w, REF_DB, &reference);
+    let relations = &ours[0];
+    assert!(
+        relations.1.len() >= 2,
+        "{tenant} holds almost nothing after {} migrations:\n{}",
+        files.len(),
+        render(&ours)
+    );
+    if ours != theirs {
+        let (a, b) = (render(&ours), render(&theirs));
+        let diff = similar::TextDiff::from_lines(&a, &b)
+            .unified_diff()
+            .context_radius(2)
+            .header(&tenant, &reference)
+            .to_string();
+        panic!(
+            "the {set} corpus: neo-reconcile's {tenant} differs from psql's {reference}:\n{diff}"
+        );
+    }
+
+    w.neo("plan", &["--detailed-exitcode"]).expect_code(0);
+
+    let mut managed = vec!["neo_reconcile".to_string(), tenant];
+    managed.extend(extension_schemas);
+    let outside = |objects: &[(String, Option<String>, String)]| -> Vec<String> {
+        objects
+            .iter()
+            .filter(|(_, schema, text)| {
+                !schema.as_ref().is_some_and(|s| managed.contains(s))
+                    && !case
+                        .declared
+                        .iter()
+                        .any(|e| *text == format!("extension {e}"))
+            })
+            .map(|(db, _, text)| format!("{db}: {text}"))
+            .collect()
+    };
+    let (before, after) = (outside(&before), outside(&objects_outside(&w)));
+    if before != after {
+        let (a, b) = (before.join("\n") + "\n", after.join("\n") + "\n");
+        let diff = similar::TextDiff::from_lines(&a, &b)
+            .unified_diff()
+            .header("before apply", "after apply")
+            .to_string();
+        panic!(
+            "the {set} corpus: objects appeared or vanished outside the managed schemas:\n{diff}"
+        );
+    }
+}
+
+/// Runs `scripts/corpus.sh <set>` once per set and process (the script itself is idempotent
+/// and locks against other processes) and returns the set's files in version order.
+fn corpus(set: &str) -> Vec<PathBuf> {
+    static FETCHED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = match std::env::var_os("NEO_CORPUS_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => root.join("target").join("corpus"),
+    };
+    {
+        let mut fetched = FETCHED.lock().unwrap_or_else(|e| e.into_inner());
+        if !fetched.iter().any(|s| s == set) {
+            let out = Command::new(root.join("scripts/corpus.sh"))
+                .arg(set)
+                .env("NEO_CORPUS_DIR", &dir)
+                .output()
+                .expect("running scripts/corpus.sh");
+            assert!(
+                out.status.success(),
+                "scripts/corpus.sh {set} failed ({}): the corpus is fetched from package registries at test time\n{}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            fetched.push(set.to_string());
+        }
+    }
+    let mut files: Vec<(u32, PathBuf)> = fs::read_dir(dir.join(set))
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.join(set).display()))
+        .map(|entry| entry.unwrap().path())
+        .filter_map(|path| {
+            let name = path.file_name()?.to_str()?;
+            let version = name.strip_prefix('V')?.split_once("__")?.0.parse().ok()?;
+            Some((version, path))
+        })
+        .collect();
+    files.sort();
+    assert!(
+        !files.is_empty(),
+        "no migrations in {}",
+        dir.join(set).display()
+    );
+    files.into_iter().map(|(_, path)| path).collect()
+}
+
+/// The test world with a tree reduced to one tenant-scope set, `corpus_<set>` (the corpus's
+/// files), and one tenant `<set>` in us-east. The example's sets and tenants are removed, so
+/// that the tenant's schema holds the corpus and nothing else.
+fn corpus_world(set: &str, files: &[PathBuf]) -> World {
+    let w = World::new();
+    fs::remove_dir_all(w.path("schemas")).unwrap();
+    fs::remove_dir_all(w.path("tenants")).unwrap();
+    w.write(
+        "neo.toml",
+        &format!(
+            "format_version = 1\n\n\
+             [control_plane]\nregion = \"us-east\"\ndatabase = \"neo_admin\"\n\n\
+             [schema_sets.corpus_{set}]\nscope = \"tenant\"\ntarget = \"latest\"\n"
+        ),
+    );
+    w.write(
+        &format!("tenants/{set}.toml"),
+        &format!(
+            "slug = \"{set}\"\nregion = \"us-east\"\nresidency = \"US\"\nstatus = \"active\"\n"
+        ),
+    );
+    for file in files {
+        let name = file.file_name().unwrap().to_str().unwrap();
+        w.write(
+            &format!("schemas/corpus_{set}/{name}"),
+            &fs::read_to_string(file).unwrap(),
+        );
+    }
+    w
+}
+
+/// Declares extensions in the us-east region file, as issue 16 part 3 specifies them: a
+/// top-level `extensions = [...]` that the plan creates in the region's database.
+fn declare_region_extensions(w: &World, extensions: &[&str]) {
+    let list: Vec<String> = extensions.iter().map(|e| format!("\"{e}\"")).collect();
+    w.edit("regions/us-east.toml", |s| {
+        s.replace(
+            "residency = \"US\"",
+            &format!("residency = \"US\"\nextensions = [{}]", list.join(", ")),
+        )
+    });
+}
+
+/// One query per kind of catalog object in schema `{schema}`; each returns one text per
+/// object. They run with `search_path = pg_catalog`, so every name in a definition is
+/// schema-qualified, and the schema's name is then replaced by a placeholder.
+const CATALOG: &[(&str, &str)] = &[
+    (
+        "relations",
+        "SELECT c.relname || ' kind=' || c.relkind::text || ' persistence=' || c.relpersistence::text
+                || ' rls=' || c.relrowsecurity || '/' || c.relforcerowsecurity
+                || ' options=' || coalesce(c.reloptions::text, '')
+                || coalesce(' partition of ' || (SELECT i.inhparent::regclass::text FROM pg_inherits i WHERE i.inhrelid = c.oid LIMIT 1)
+                            || ' ' || pg_get_expr(c.relpartbound, c.oid), '')
+                || coalesce(' partitioned by ' || pg_get_partkeydef(c.oid), '')
+                || coalesce(' sequence ' || format_type(s.seqtypid, NULL) || ' start ' || s.seqstart || ' increment ' || s.seqincrement
+                            || ' min ' || s.seqmin || ' max ' || s.seqmax || ' cache ' || s.seqcache || ' cycle ' || s.seqcycle, '')
+                || coalesce(' owned by ' || (SELECT d.refobjid::regclass::text || '.' || a.attname
+                                               FROM pg_depend d JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+                                              WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                                                AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') LIMIT 1), '')
+           FROM pg_class c LEFT JOIN pg_sequence s ON s.seqrelid = c.oid
+          WHERE c.relnamespace = '{schema}'::regnamespace AND c.relkind NOT IN ('i', 'I')",
+    ),
+    (
+        "columns",
+        "SELECT c.relname || '.' || a.attname || ' #' || a.attnum || ' ' || format_type(a.atttypid, a.atttypmod)
+                || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+                || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
+                || CASE WHEN a.attidentity <> '' THEN ' identity ' || a.attidentity::text ELSE '' END
+                || CASE WHEN a.attgenerated <> '' THEN ' generated ' || a.attgenerated::text ELSE '' END
+                || CASE WHEN a.attcollation <> t.typcollation THEN ' collate ' || a.attcollation::regcollation::text ELSE '' END
+                || CASE WHEN a.attstorage <> t.typstorage THEN ' storage ' || a.attstorage::text ELSE '' END
+           FROM pg_attribute a
+           JOIN pg_class c ON c.oid = a.attrelid
+           JOIN pg_type t ON t.oid = a.atttypid
+           LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+          WHERE c.relnamespace = '{schema}'::regnamespace AND c.relkind NOT IN ('i', 'I', 'S')
+            AND a.attnum > 0 AND NOT a.attisdropped",
+    ),
+    (
+        "constraints",
+        "SELECT coalesce(c.relname, 'type ' || t.typname) || ' ' || co.conname || ' ' || co.contype::text || ': '
+                || pg_get_constraintdef(co.oid)
+                || CASE WHEN co.condeferrable THEN ' deferrable' ELSE '' END
+                || CASE WHEN co.condeferred THEN ' deferred' ELSE '' END
+                || CASE WHEN co.convalidated THEN '' ELSE ' not valid' END
+           FROM pg_constraint co
+           LEFT JOIN pg_class c ON c.oid = co.conrelid
+           LEFT JOIN pg_type t ON t.oid = co.contypid
+          WHERE co.connamespace = '{schema}'::regnamespace",
+    ),
+    (
+        "indexes",
+        "SELECT pg_get_indexdef(i.indexrelid)
+                || CASE WHEN i.indisvalid THEN '' ELSE ' INVALID' END
+                || CASE WHEN i.indisclustered THEN ' clustered' ELSE '' END
+                || CASE WHEN i.indisreplident THEN ' replica identity' ELSE '' END
+           FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+          WHERE c.relnamespace = '{schema}'::regnamespace",
+    ),
+    (
+        "views",
+        "SELECT c.relname || ' kind=' || c.relkind::text || ':' || chr(10) || pg_get_viewdef(c.oid)
+           FROM pg_class c
+          WHERE c.relnamespace = '{schema}'::regnamespace AND c.relkind IN ('v', 'm')",
+    ),
+    (
+        "functions",
+        "SELECT CASE WHEN p.prokind IN ('f', 'p', 'w') THEN pg_get_functiondef(p.oid)
+                     ELSE p.prokind::text || ' ' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')' END
+           FROM pg_proc p
+          WHERE p.pronamespace = '{schema}'::regnamespace",
+    ),
+    (
+        "triggers",
+        "SELECT pg_get_triggerdef(t.oid) || ' enabled=' || t.tgenabled::text
+           FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+          WHERE c.relnamespace = '{schema}'::regnamespace AND NOT t.tgisinternal",
+    ),
+    (
+        "types",
+        "SELECT t.typname || ' type=' || t.typtype::text
+                || CASE t.typtype
+                     WHEN 'e' THEN ' (' || (SELECT string_agg(quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder)
+                                              FROM pg_enum e WHERE e.enumtypid = t.oid) || ')'
+                     WHEN 'd' THEN ' over ' || format_type(t.typbasetype, t.typtypmod)
+                                  || CASE WHEN t.typnotnull THEN ' not null' ELSE '' END
+                                  || coalesce(' default ' || t.typdefault, '')
+                     WHEN 'r' THEN ' of ' || (SELECT format_type(r.rngsubtype, NULL) FROM pg_range r WHERE r.rngtypid = t.oid)
+                     ELSE '' END
+           FROM pg_type t
+          WHERE t.typnamespace = '{schema}'::regnamespace",
+    ),
+    (
+        "policies",
+        "SELECT p.tablename || ' ' || p.policyname || ' ' || p.permissive || ' ' || p.cmd
+                || ' to ' || p.roles::text || coalesce(' using ' || p.qual, '') || coalesce(' check ' || p.with_check, '')
+           FROM pg_policies p
+          WHERE p.schemaname = '{schema}'",
+    ),
+    (
+        "comments",
+        "SELECT o.type || ' ' || o.identity || ' = ' || quote_literal(d.description)
+           FROM pg_description d, LATERAL pg_identify_object(d.classoid, d.objoid, d.objsubid) o
+          WHERE d.objoid >= 16384 AND o.schema = '{schema}'",
+    ),
+];
+
+/// Every kind of [`CATALOG`] object in `schema` of database `db`, normalized and sorted.
+fn catalog(w: &World, db: &str, schema: &str) -> Vec<(&'static str, Vec<String>)> {
+    CATALOG
+        .iter()
+        .map(|(kind, query)| {
+            let sql = format!(
+                "SET search_path TO pg_catalog;\nSELECT coalesce(json_agg(x), '[]') FROM ({}) q(x)",
+                query.replace("{schema}", schema)
+            );
+            let out = w.us.psql(db, &sql);
+            let items: Vec<String> = serde_json::from_str(out.trim())
+                .unwrap_or_else(|e| panic!("catalog query {kind}: {e}: {out}"));
+            let mut items: Vec<String> = items.iter().map(|item| normalize(item, schema)).collect();
+            items.sort();
+            (*kind, items)
+        })
+        .collect()
+}
+
+/// `text` with every whole-word occurrence of `schema` replaced by `<schema>`.
+fn normalize(text: &str, schema: &str) -> String {
+    let word =
+        |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (at, _) in text.match_indices(schema) {
+        let end = at + schema.len();
+        if at < last || word(text[..at].chars().next_back()) || word(text[end..].chars().next()) {
+            continue;
+        }
+        out.push_str(&text[last..at]);
+        out.push_str("<schema>");
+        last = end;
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
+/// The catalog as text, one block per kind, multi-line definitions indented.
+fn render(catalog: &[(&str, Vec<String>)]) -> String {
+    let mut out = String::new();
+    for (kind, items) in catalog {
+        out += &format!("== {kind} ({})\n", items.len());
+        for item in items {
+            out += &item.replace('\n', "\n    ");
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Every object of both region databases that lives outside the system schemas, or outside
+/// any schema (extensions, languages, event triggers, casts): `(database, schema, text)`.
+fn objects_outside(w: &World) -> Vec<(String, Option<String>, String)> {
+    const QUERY: &str = "
+        WITH ns AS (SELECT oid, nspname FROM pg_namespace
+                     WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+                       AND nspname NOT LIKE 'pg\\_temp\\_%' AND nspname NOT LIKE 'pg\\_toast\\_temp\\_%')
+        SELECT coalesce(json_agg(json_build_array(s, t) ORDER BY s, t), '[]') FROM (
+            SELECT nspname, 'schema ' || nspname FROM ns
+            UNION ALL SELECT ns.nspname, 'relation ' || ns.nspname || '.' || c.relname || ' kind=' || c.relkind::text
+                FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
+            UNION ALL SELECT ns.nspname, 'function ' || ns.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')'
+                FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
+            UNION ALL SELECT ns.nspname, 'type ' || ns.nspname || '.' || t.typname
+                FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
+            UNION ALL SELECT NULL, 'extension ' || extname FROM pg_extension
+            UNION ALL SELECT NULL, 'language ' || lanname FROM pg_language
+            UNION ALL SELECT NULL, 'event trigger ' || evtname FROM pg_event_trigger
+            UNION ALL SELECT NULL, 'cast ' || castsource::regtype || ' as ' || casttarget::regtype FROM pg_cast WHERE oid >= 16384
+        ) o(s, t)";
+    let mut all = Vec::new();
+    for (cluster, db) in [(&w.us, "neo_us"), (&w.eu, "neo_eu")] {
+        let out = cluster.psql(db, QUERY);
+        let rows: Vec<(Option<String>, String)> = serde_json::from_str(out.trim())
+            .unwrap_or_else(|e| panic!("objects query: {e}: {out}"));
+        all.extend(rows.into_iter().map(|(s, t)| (db.to_string(), s, t)));
+    }
+    all
+}
