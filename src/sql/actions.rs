@@ -66,13 +66,7 @@ pub fn program(
     desired: &Desired,
     region: &Region,
 ) -> Result<Program, ProgramError> {
-    let setup_only = |setup: Vec<Step>| {
-        Ok(Program {
-            setup,
-            migrations: Vec::new(),
-        })
-    };
-    match action {
+    let setup = match action {
         Action::Bootstrap {
             database,
             schema,
@@ -89,7 +83,7 @@ pub fn program(
                 "neo-reconcile's embedded migrations {} to {to} of schema {schema}, in database {database}",
                 from + 1
             )));
-            setup_only(steps)
+            steps
         }
         Action::CreateExtension {
             name,
@@ -99,64 +93,95 @@ pub fn program(
             let s = ident(schema);
             let mut ddl = String::new();
             if *create_schema {
-                ddl = format!("CREATE SCHEMA IF NOT EXISTS {s};\nGRANT USAGE ON SCHEMA {s} TO PUBLIC;\n");
+                ddl = format!(
+                    "CREATE SCHEMA IF NOT EXISTS {s};\nGRANT USAGE ON SCHEMA {s} TO PUBLIC;\n"
+                );
             }
-            ddl.push_str(&format!("CREATE EXTENSION IF NOT EXISTS {} SCHEMA {s}", ident(name)));
-            setup_only(vec![
-                Step::Begin,
-                Step::Exec(Statement::fixed(ddl)),
-                Step::Commit,
-            ])
+            ddl.push_str(&format!(
+                "CREATE EXTENSION IF NOT EXISTS {} SCHEMA {s}",
+                ident(name)
+            ));
+            vec![Step::Begin, Step::Exec(Statement::fixed(ddl)), Step::Commit]
         }
-        Action::Migrate {
-            tenant,
-            schema_set,
-            schema,
-            from,
-            versions,
-            ..
-        } => {
-            let set = desired.schema_set(schema_set).ok_or_else(|| {
-                ProgramError(format!(
-                    "schema set {schema_set} is not in the desired state"
-                ))
-            })?;
-            let owner = match tenant {
-                Some(t) => desired
-                    .tenants
-                    .get(t)
-                    .map_or_else(|| identifiers::tenant_owner_role(t), |t| t.owner_role()),
-                None => region_set_owner(schema_set),
-            };
-            let search_path = SearchPath {
-                schema,
-                extensions: (!desired.extensions.names.is_empty())
-                    .then_some(desired.extensions.schema.as_str()),
-            };
-            let mut setup = Vec::new();
-            if tenant.is_none() && *from == 0 && set.scope == Scope::Region {
-                setup = create_region_set_schema(schema);
-            }
-            let migrations = versions
-                .iter()
-                .map(|step| {
-                    let m = set
-                        .migration(step.version)
-                        .filter(|m| m.checksum == step.checksum)
-                        .ok_or_else(|| {
-                            ProgramError(format!("{} changed since the plan was made", step.file))
-                        })?;
-                    Ok(migration_run(&search_path, &owner, schema_set, m, step, &region.apply))
-                })
-                .collect::<Result<_, ProgramError>>()?;
-            Ok(Program { setup, migrations })
-        }
+        Action::Migrate { .. } => return migrate_program(action, desired, region),
+        Action::UpdateRegistry { upsert, delete, .. } => registry_update(upsert, delete),
+        _ => lifecycle(action),
+    };
+    Ok(Program {
+        setup,
+        migrations: Vec::new(),
+    })
+}
+
+/// A `migrate` action: the region-scope set's schema when it is new, then each migration.
+fn migrate_program(
+    action: &Action,
+    desired: &Desired,
+    region: &Region,
+) -> Result<Program, ProgramError> {
+    let Action::Migrate {
+        tenant,
+        schema_set,
+        schema,
+        from,
+        versions,
+        ..
+    } = action
+    else {
+        unreachable!("called for migrate actions only");
+    };
+    let set = desired.schema_set(schema_set).ok_or_else(|| {
+        ProgramError(format!(
+            "schema set {schema_set} is not in the desired state"
+        ))
+    })?;
+    let owner = match tenant {
+        Some(t) => desired
+            .tenants
+            .get(t)
+            .map_or_else(|| identifiers::tenant_owner_role(t), |t| t.owner_role()),
+        None => region_set_owner(schema_set),
+    };
+    let search_path = SearchPath {
+        schema,
+        extensions: (!desired.extensions.names.is_empty())
+            .then_some(desired.extensions.schema.as_str()),
+    };
+    let mut setup = Vec::new();
+    if tenant.is_none() && *from == 0 && set.scope == Scope::Region {
+        setup = create_region_set_schema(schema);
+    }
+    let migrations = versions
+        .iter()
+        .map(|step| {
+            let m = set
+                .migration(step.version)
+                .filter(|m| m.checksum == step.checksum)
+                .ok_or_else(|| {
+                    ProgramError(format!("{} changed since the plan was made", step.file))
+                })?;
+            Ok(migration_run(
+                &search_path,
+                &owner,
+                schema_set,
+                m,
+                step,
+                &region.apply,
+            ))
+        })
+        .collect::<Result<_, ProgramError>>()?;
+    Ok(Program { setup, migrations })
+}
+
+/// A tenant's lifecycle action: its DDL and its bookkeeping row, in one transaction.
+fn lifecycle(action: &Action) -> Vec<Step> {
+    match action {
         Action::CreateTenant {
             tenant,
             schema,
             owner_role,
             rw_role,
-        } => setup_only(in_transaction(
+        } => in_transaction(
             create_tenant(schema, owner_role, rw_role),
             Statement::with(
                 "INSERT INTO neo_reconcile.tenants (slug, status, schema_name, owner_role, rw_role, git_commit) \
@@ -171,29 +196,29 @@ pub fn program(
                     Value::Run(RunValue::Commit),
                 ],
             ),
-        )),
+        ),
         Action::SuspendTenant {
             tenant,
             schema,
             rw_role,
-        } => setup_only(in_transaction(
+        } => in_transaction(
             format!("REVOKE USAGE ON SCHEMA {} FROM {}", ident(schema), ident(rw_role)),
             set_status(tenant, "suspended", None),
-        )),
+        ),
         Action::ResumeTenant {
             tenant,
             schema,
             rw_role,
-        } => setup_only(in_transaction(
+        } => in_transaction(
             format!("GRANT USAGE ON SCHEMA {} TO {}", ident(schema), ident(rw_role)),
             set_status(tenant, "active", None),
-        )),
+        ),
         Action::ArchiveTenant {
             tenant,
             schema,
             archived_schema,
             rw_role,
-        } => setup_only(in_transaction(
+        } => in_transaction(
             format!(
                 "ALTER SCHEMA {} RENAME TO {};\nREVOKE USAGE ON SCHEMA {} FROM {}",
                 ident(schema),
@@ -202,13 +227,13 @@ pub fn program(
                 ident(rw_role)
             ),
             set_status(tenant, "archived", Some(archived_schema)),
-        )),
+        ),
         Action::RestoreTenant {
             tenant,
             archived_schema,
             schema,
             rw_role,
-        } => setup_only(in_transaction(
+        } => in_transaction(
             format!(
                 "ALTER SCHEMA {} RENAME TO {};\nGRANT USAGE ON SCHEMA {} TO {}",
                 ident(archived_schema),
@@ -217,7 +242,7 @@ pub fn program(
                 ident(rw_role)
             ),
             set_status(tenant, "active", Some(schema)),
-        )),
+        ),
         Action::DestroyTenant {
             tenant,
             schema,
@@ -228,17 +253,18 @@ pub fn program(
             // there; `DROP OWNED` catches anything the owner role still owns elsewhere in
             // this database.
             let (o, r) = (ident(owner_role), ident(rw_role));
-            setup_only(in_transaction(
+            in_transaction(
                 format!(
                     "DROP SCHEMA IF EXISTS {} CASCADE;\nDROP OWNED BY {o};\nDROP ROLE IF EXISTS {r};\nDROP ROLE IF EXISTS {o}",
                     ident(schema)
                 ),
                 set_status(tenant, "deleted", None),
-            ))
+            )
         }
-        Action::UpdateRegistry { upsert, delete, .. } => {
-            setup_only(registry_update(upsert, delete))
-        }
+        Action::Bootstrap { .. }
+        | Action::CreateExtension { .. }
+        | Action::Migrate { .. }
+        | Action::UpdateRegistry { .. } => unreachable!("not a lifecycle action"),
     }
 }
 
