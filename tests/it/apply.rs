@@ -701,3 +701,37 @@ fn apply_help_documents_the_exit_codes() {
         assert!(help.contains(line), "{line:?} missing from:\n{help}");
     }
 }
+
+#[test]
+fn sigterm_finishes_the_running_migration_starts_nothing_new_and_releases_the_lock() {
+    let w = World::new();
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    // The canary acme (pinned to 7, the fleet to 6) is sleeping inside its V7 transaction;
+    // the fleet waits for the canary.
+    add_v7_with_fleet_at(&w, PAUSING_V7, 6);
+    let child = start_paused_apply(&w, Stdio::piped);
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: sending a signal to the child this test spawned.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    std::thread::sleep(Duration::from_millis(500));
+    w.us.psql("neo_us", "DROP TABLE public.neo_test_pause");
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.contains("not started: neo-reconcile was asked to stop"),
+        "{stdout}"
+    );
+    // The running migration finished and committed with its history row.
+    assert_eq!(history_count(&w, "tenant_acme"), "7");
+    assert_eq!(history_count(&w, "tenant_globex"), "5");
+    assert_eq!(advisory_locks(&w), "0");
+    let runs = w.us.psql(
+        "neo_us",
+        "SELECT string_agg(outcome, ',' ORDER BY id) FROM neo_reconcile.runs WHERE outcome = 'running'",
+    );
+    assert_eq!(runs.trim(), "");
+    // The next apply takes up the rest.
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    assert_eq!(history_count(&w, "tenant_globex"), "6");
+}
