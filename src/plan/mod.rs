@@ -24,8 +24,8 @@ mod types;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::desired::{Desired, TenantStatus};
-use crate::observed::{ControlPlaneState, Observed, RegionObservation, RegionState};
+use crate::desired::{Desired, Region, TenantStatus};
+use crate::observed::{ControlPlaneState, Observed, RegionObservation, RegionState, RegistryRow};
 use region::RegionPlanner;
 use registry::{registry_update, Projected};
 
@@ -37,7 +37,6 @@ pub use types::{
 
 /// Computes the plan. Pure: the same inputs always give the same plan.
 pub fn plan(desired: &Desired, observed: &Observed, options: &PlanOptions) -> Plan {
-    let selected_region = |name: &str| options.regions.is_empty() || options.regions.contains(name);
     let selected_tenant = |slug: &str| options.tenants.is_empty() || options.tenants.contains(slug);
 
     let mut regions = Vec::new();
@@ -46,40 +45,13 @@ pub fn plan(desired: &Desired, observed: &Observed, options: &PlanOptions) -> Pl
     // Tenants whose region was planned, so their registry rows may be changed.
     let mut planned_regions = BTreeSet::new();
     // Tenants managed anywhere (not destroyed), to refuse creating one twice.
-    let mut live_anywhere: BTreeMap<&str, &str> = BTreeMap::new();
-    for (name, obs) in &observed.regions {
-        if let RegionObservation::Reachable(RegionState {
-            bookkeeping: Some(bk),
-            ..
-        }) = obs
-        {
-            for row in bk
-                .tenants
-                .values()
-                .filter(|r| r.status != TenantStatus::Deleted)
-            {
-                live_anywhere.insert(&row.slug, name);
-            }
-        }
-    }
+    let live_anywhere = live_anywhere(observed);
     let mut orphans = BTreeSet::new();
     for region in desired
         .regions
         .values()
-        .filter(|r| selected_region(&r.name))
+        .filter(|r| region_selected(desired, options, &live_anywhere, r))
     {
-        // Under a tenant selection, only the regions of the selected tenants are planned.
-        if !options.tenants.is_empty()
-            && !options.tenants.iter().any(|t| {
-                desired
-                    .tenants
-                    .get(t)
-                    .is_some_and(|t| t.region == region.name)
-                    || live_anywhere.get(t.as_str()) == Some(&region.name.as_str())
-            })
-        {
-            continue;
-        }
         match observed.regions.get(&region.name) {
             Some(RegionObservation::Reachable(state)) => {
                 let mut planner = RegionPlanner {
@@ -88,15 +60,7 @@ pub fn plan(desired: &Desired, observed: &Observed, options: &PlanOptions) -> Pl
                     state,
                     options,
                     selected_tenant: &selected_tenant,
-                    out: RegionPlan {
-                        name: region.name.clone(),
-                        reachable: true,
-                        reason: None,
-                        actions: Vec::new(),
-                        blocked: Vec::new(),
-                        unmanaged: Vec::new(),
-                        scheduled: Vec::new(),
-                    },
+                    out: region_plan(&region.name, None),
                     projections: &mut projections,
                     orphans: &mut orphans,
                     live_anywhere: &live_anywhere,
@@ -106,49 +70,28 @@ pub fn plan(desired: &Desired, observed: &Observed, options: &PlanOptions) -> Pl
                 }
                 regions.push(planner.out);
             }
-            other => regions.push(RegionPlan {
-                name: region.name.clone(),
-                reachable: false,
-                reason: Some(match other {
+            other => regions.push(region_plan(
+                &region.name,
+                Some(match other {
                     Some(RegionObservation::Unreachable { reason }) => reason.clone(),
                     _ => "not observed".to_string(),
                 }),
-                actions: Vec::new(),
-                blocked: Vec::new(),
-                unmanaged: Vec::new(),
-                scheduled: Vec::new(),
-            }),
+            )),
         }
     }
 
     // The registry, in the control-plane region, when that region was planned.
-    let cp = &desired.control_plane;
-    if let (Some(RegionObservation::Reachable(state)), Some(out)) = (
-        observed.regions.get(&cp.region),
-        regions
-            .iter_mut()
-            .find(|r| r.name == cp.region && r.reachable),
-    ) {
-        let observed_rows = match &state.control_plane {
-            Some(ControlPlaneState::Ready { rows, .. }) => rows.clone(),
-            _ => BTreeMap::new(),
-        };
-        if out
-            .blocked
-            .iter()
-            .all(|b| b.reason != BlockReason::BookkeepingTooNew)
-        {
-            if let Some(action) = registry_update(
-                desired,
-                options,
-                &observed_rows,
-                &projections,
-                &planned_regions,
-                &orphans,
-                &selected_tenant,
-            ) {
-                out.actions.push(action);
-            }
+    if let Some((observed_rows, out)) = registry_region(desired, observed, &mut regions) {
+        if let Some(action) = registry_update(
+            desired,
+            options,
+            &observed_rows,
+            &projections,
+            &planned_regions,
+            &orphans,
+            &selected_tenant,
+        ) {
+            out.actions.push(action);
         }
     }
 
@@ -166,6 +109,90 @@ pub fn plan(desired: &Desired, observed: &Observed, options: &PlanOptions) -> Pl
         regions,
         summary,
     }
+}
+
+/// The region of every tenant with a live (not destroyed) bookkeeping row, in any reachable
+/// region.
+fn live_anywhere(observed: &Observed) -> BTreeMap<&str, &str> {
+    let mut live_anywhere: BTreeMap<&str, &str> = BTreeMap::new();
+    for (name, obs) in &observed.regions {
+        if let RegionObservation::Reachable(RegionState {
+            bookkeeping: Some(bk),
+            ..
+        }) = obs
+        {
+            for row in bk
+                .tenants
+                .values()
+                .filter(|r| r.status != TenantStatus::Deleted)
+            {
+                live_anywhere.insert(&row.slug, name);
+            }
+        }
+    }
+    live_anywhere
+}
+
+/// Whether a region is planned: selected by `--region` (or no region selection), and under a
+/// tenant selection, only the regions of the selected tenants are planned.
+fn region_selected(
+    desired: &Desired,
+    options: &PlanOptions,
+    live_anywhere: &BTreeMap<&str, &str>,
+    region: &Region,
+) -> bool {
+    let selected_region = options.regions.is_empty() || options.regions.contains(&region.name);
+    selected_region
+        && (options.tenants.is_empty()
+            || options.tenants.iter().any(|t| {
+                desired
+                    .tenants
+                    .get(t)
+                    .is_some_and(|t| t.region == region.name)
+                    || live_anywhere.get(t.as_str()) == Some(&region.name.as_str())
+            }))
+}
+
+/// An empty plan for a region: reachable without a `reason`, unreachable with one.
+fn region_plan(name: &str, reason: Option<String>) -> RegionPlan {
+    RegionPlan {
+        name: name.to_string(),
+        reachable: reason.is_none(),
+        reason,
+        actions: Vec::new(),
+        blocked: Vec::new(),
+        unmanaged: Vec::new(),
+        scheduled: Vec::new(),
+    }
+}
+
+/// Where the registry update goes: the control-plane region's plan, with the registry rows
+/// observed there, when that region was planned, is reachable and its bookkeeping is not
+/// newer than this build.
+fn registry_region<'r>(
+    desired: &Desired,
+    observed: &Observed,
+    regions: &'r mut [RegionPlan],
+) -> Option<(BTreeMap<String, RegistryRow>, &'r mut RegionPlan)> {
+    let cp = &desired.control_plane;
+    let Some(RegionObservation::Reachable(state)) = observed.regions.get(&cp.region) else {
+        return None;
+    };
+    let out = regions
+        .iter_mut()
+        .find(|r| r.name == cp.region && r.reachable)?;
+    if out
+        .blocked
+        .iter()
+        .any(|b| b.reason == BlockReason::BookkeepingTooNew)
+    {
+        return None;
+    }
+    let observed_rows = match &state.control_plane {
+        Some(ControlPlaneState::Ready { rows, .. }) => rows.clone(),
+        _ => BTreeMap::new(),
+    };
+    Some((observed_rows, out))
 }
 
 fn summarize(regions: &[RegionPlan]) -> Summary {

@@ -11,8 +11,8 @@ use super::sets::index_history;
 use super::types::{
     Action, BlockReason, Blocked, PlanOptions, RegionPlan, BOOKKEEPING_SCHEMA, REGISTRY_SCHEMA,
 };
-use crate::desired::{Desired, Region, Scope, Tenant, TenantStatus};
-use crate::observed::{ControlPlaneState, RegionState};
+use crate::desired::{Desired, Region, Tenant, TenantStatus};
+use crate::observed::{ControlPlaneState, RegionState, TenantRow};
 
 /// Plans one reachable region into `out`. What it settles about tenants (their state after
 /// apply, the orphans) is shared across regions for the registry update.
@@ -33,6 +33,59 @@ pub(super) struct RegionPlanner<'a, F: Fn(&str) -> bool> {
 impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
     /// Plans the region; `false` when nothing beyond the finding could be planned.
     pub(super) fn run(&mut self) -> bool {
+        if !self.plan_bootstrap() {
+            return false;
+        }
+        if !self.plan_extensions() {
+            return false;
+        }
+
+        let empty_history = Vec::new();
+        let history = self
+            .state
+            .bookkeeping
+            .as_ref()
+            .map_or(&empty_history, |b| &b.history);
+        let applied = index_history(history);
+
+        // Region-scope sets.
+        let blocked_sets = self.plan_region_sets(&applied);
+
+        // Tenants: canaries first, then by slug.
+        let empty_rows = BTreeMap::new();
+        let rows = self
+            .state
+            .bookkeeping
+            .as_ref()
+            .map_or(&empty_rows, |b| &b.tenants);
+        let mut tenants: Vec<&Tenant> = self
+            .desired
+            .tenants_in(&self.region.name)
+            .filter(|t| (self.selected_tenant)(&t.slug))
+            .collect();
+        tenants.sort_by_key(|t| (!t.is_canary(self.desired), t.slug.clone()));
+        for tenant in tenants {
+            self.plan_tenant(tenant, rows.get(&tenant.slug), &applied, &blocked_sets);
+        }
+
+        // Managed tenants this region's desired state no longer has.
+        self.block_orphans(rows);
+
+        // Schemas that look like tenants but are not managed.
+        let managed: BTreeSet<&str> = rows.values().map(|r| r.schema_name.as_str()).collect();
+        self.out.unmanaged = self
+            .state
+            .schemas
+            .iter()
+            .filter(|s| s.starts_with("tenant_") && !managed.contains(s.as_str()))
+            .cloned()
+            .collect();
+        true
+    }
+
+    /// Plans neo-reconcile's own schemas: bookkeeping, and the registry in the control-plane
+    /// region. `false` when the bookkeeping is newer than this build.
+    fn plan_bootstrap(&mut self) -> bool {
         let latest = self.options.bookkeeping_latest;
         let version = self.state.bookkeeping.as_ref().map_or(0, |b| b.version);
         if version > latest {
@@ -59,81 +112,12 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
         if self.desired.control_plane.region == self.region.name {
             self.plan_control_plane_bootstrap();
         }
-        if !self.plan_extensions() {
-            return false;
-        }
+        true
+    }
 
-        let empty_history = Vec::new();
-        let history = self
-            .state
-            .bookkeeping
-            .as_ref()
-            .map_or(&empty_history, |b| &b.history);
-        let applied = index_history(history);
-
-        // Region-scope sets.
-        let mut blocked_sets = BTreeSet::new();
-        for set in self
-            .desired
-            .schema_sets
-            .iter()
-            .filter(|s| s.scope == Scope::Region)
-        {
-            let schema = set.name.as_str();
-            let rows = applied.get(&(schema, set.name.as_str()));
-            let exists = self.state.schemas.contains(schema);
-            if rows.is_none() && exists {
-                self.block(
-                    BlockReason::Unmanaged,
-                    None,
-                    Some(&set.name),
-                    Some(schema),
-                    format!("schema {schema} exists but neo-reconcile has no history for it: record what it holds first with `neo-reconcile adopt --schema-set {} --region {} --at-version <N>` (N = the last migration of schemas/{}/ it already holds; `--from-flyway` instead of `--at-version <N>` reads Flyway's history)", set.name, self.region.name, set.name),
-                );
-                blocked_sets.insert(set.name.clone());
-                continue;
-            }
-            if rows.is_some() && !exists {
-                self.block(
-                    BlockReason::MissingOutOfBand,
-                    None,
-                    Some(&set.name),
-                    Some(schema),
-                    format!("schema {schema} has migration history but no longer exists (dropped out of band): restore it from backup"),
-                );
-                blocked_sets.insert(set.name.clone());
-                continue;
-            }
-            if !self.plan_set(
-                None,
-                set,
-                schema,
-                set.target,
-                rows.map_or(&[][..], Vec::as_slice),
-                &blocked_sets,
-            ) {
-                blocked_sets.insert(set.name.clone());
-            }
-        }
-
-        // Tenants: canaries first, then by slug.
-        let empty_rows = BTreeMap::new();
-        let rows = self
-            .state
-            .bookkeeping
-            .as_ref()
-            .map_or(&empty_rows, |b| &b.tenants);
-        let mut tenants: Vec<&Tenant> = self
-            .desired
-            .tenants_in(&self.region.name)
-            .filter(|t| (self.selected_tenant)(&t.slug))
-            .collect();
-        tenants.sort_by_key(|t| (!t.is_canary(self.desired), t.slug.clone()));
-        for tenant in tenants {
-            self.plan_tenant(tenant, rows.get(&tenant.slug), &applied, &blocked_sets);
-        }
-
-        // Managed tenants this region's desired state no longer has.
+    /// Blocks the managed tenants this region's desired state no longer has: gone from the
+    /// desired state, or moved to another region.
+    fn block_orphans(&mut self, rows: &BTreeMap<String, TenantRow>) {
         for row in rows.values() {
             if !(self.selected_tenant)(&row.slug) || row.status == TenantStatus::Deleted {
                 continue;
@@ -161,17 +145,6 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
             );
             self.orphans.insert(row.slug.clone());
         }
-
-        // Schemas that look like tenants but are not managed.
-        let managed: BTreeSet<&str> = rows.values().map(|r| r.schema_name.as_str()).collect();
-        self.out.unmanaged = self
-            .state
-            .schemas
-            .iter()
-            .filter(|s| s.starts_with("tenant_") && !managed.contains(s.as_str()))
-            .cloned()
-            .collect();
-        true
     }
 
     /// Plans the extensions `[extensions]` lists; `false` when one blocks the region (its

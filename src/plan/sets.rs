@@ -11,6 +11,57 @@ use crate::desired::{Desired, SchemaSet, Scope, Tenant};
 use crate::observed::HistoryRow;
 
 impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
+    /// Plans the region-scope sets in dependency order; returns the sets that are blocked.
+    pub(super) fn plan_region_sets(
+        &mut self,
+        applied: &BTreeMap<(&str, &str), Vec<&HistoryRow>>,
+    ) -> BTreeSet<String> {
+        let mut blocked_sets = BTreeSet::new();
+        for set in self
+            .desired
+            .schema_sets
+            .iter()
+            .filter(|s| s.scope == Scope::Region)
+        {
+            let schema = set.name.as_str();
+            let rows = applied.get(&(schema, set.name.as_str()));
+            let exists = self.state.schemas.contains(schema);
+            if rows.is_none() && exists {
+                self.block(
+                    BlockReason::Unmanaged,
+                    None,
+                    Some(&set.name),
+                    Some(schema),
+                    format!("schema {schema} exists but neo-reconcile has no history for it: record what it holds first with `neo-reconcile adopt --schema-set {} --region {} --at-version <N>` (N = the last migration of schemas/{}/ it already holds; `--from-flyway` instead of `--at-version <N>` reads Flyway's history)", set.name, self.region.name, set.name),
+                );
+                blocked_sets.insert(set.name.clone());
+                continue;
+            }
+            if rows.is_some() && !exists {
+                self.block(
+                    BlockReason::MissingOutOfBand,
+                    None,
+                    Some(&set.name),
+                    Some(schema),
+                    format!("schema {schema} has migration history but no longer exists (dropped out of band): restore it from backup"),
+                );
+                blocked_sets.insert(set.name.clone());
+                continue;
+            }
+            if !self.plan_set(
+                None,
+                set,
+                schema,
+                set.target,
+                rows.map_or(&[][..], Vec::as_slice),
+                &blocked_sets,
+            ) {
+                blocked_sets.insert(set.name.clone());
+            }
+        }
+        blocked_sets
+    }
+
     /// Plans a tenant's sets in dependency order; returns the versions it will be at.
     pub(super) fn plan_tenant_sets(
         &mut self,
