@@ -120,37 +120,7 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
             );
             return false;
         }
-        let mut ok = true;
-        for (i, row) in rows.iter().enumerate() {
-            let expected = i as u32 + 1;
-            if row.version != expected {
-                ok = false;
-                self.block(
-                    BlockReason::HistoryGap,
-                    tenant,
-                    Some(&set.name),
-                    Some(schema),
-                    format!("history of {} in {schema} records version {} without version {expected}: repair neo_reconcile.schema_history", set.name, row.version),
-                );
-                break;
-            }
-            match set.migration(row.version) {
-                Some(m) if m.checksum != row.checksum => {
-                    ok = false;
-                    self.block(
-                        BlockReason::ChecksumMismatch,
-                        tenant,
-                        Some(&set.name),
-                        Some(schema),
-                        format!(
-                            "checksum mismatch: {} (version {}) was applied to {schema} on {} by {} with checksum {}, but the file now has {}: a migration must never change once applied; restore the file or add a new migration",
-                            m.file, row.version, row.applied_at, row.applied_by, short(&row.checksum), short(&m.checksum)
-                        ),
-                    );
-                }
-                _ => {}
-            }
-        }
+        let mut ok = self.check_history(tenant, set, schema, rows);
         let live = rows.last().map_or(0, |r| r.version);
         if live > target {
             ok = false;
@@ -190,6 +160,49 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
             });
         }
         true
+    }
+
+    /// Checks the history of a set in one schema: no version recorded without the ones before
+    /// it, and every applied migration's checksum still that of its file. `false` when not.
+    fn check_history(
+        &mut self,
+        tenant: Option<&str>,
+        set: &SchemaSet,
+        schema: &str,
+        rows: &[&HistoryRow],
+    ) -> bool {
+        let mut ok = true;
+        for (i, row) in rows.iter().enumerate() {
+            let expected = i as u32 + 1;
+            if row.version != expected {
+                ok = false;
+                self.block(
+                    BlockReason::HistoryGap,
+                    tenant,
+                    Some(&set.name),
+                    Some(schema),
+                    format!("history of {} in {schema} records version {} without version {expected}: repair neo_reconcile.schema_history", set.name, row.version),
+                );
+                break;
+            }
+            match set.migration(row.version) {
+                Some(m) if m.checksum != row.checksum => {
+                    ok = false;
+                    self.block(
+                        BlockReason::ChecksumMismatch,
+                        tenant,
+                        Some(&set.name),
+                        Some(schema),
+                        format!(
+                            "checksum mismatch: {} (version {}) was applied to {schema} on {} by {} with checksum {}, but the file now has {}: a migration must never change once applied; restore the file or add a new migration",
+                            m.file, row.version, row.applied_at, row.applied_by, short(&row.checksum), short(&m.checksum)
+                        ),
+                    );
+                }
+                _ => {}
+            }
+        }
+        ok
     }
 }
 

@@ -12,6 +12,7 @@ use crate::desired::{Scope, Tenant, TenantStatus};
 use crate::observed::{HistoryRow, TenantRow};
 
 impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
+    /// Plans one desired tenant of the region, from its bookkeeping row when it has one.
     pub(super) fn plan_tenant(
         &mut self,
         tenant: &Tenant,
@@ -19,145 +20,19 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
         applied: &BTreeMap<(&str, &str), Vec<&HistoryRow>>,
         region_blocked: &BTreeSet<String>,
     ) {
-        let slug = tenant.slug.as_str();
-        let schema = tenant.schema();
         let Some(row) = row else {
             // Never created here.
-            if matches!(
-                tenant.status,
-                TenantStatus::Archived | TenantStatus::Deleted
-            ) {
-                self.projections.insert(slug.to_string(), None);
-                return;
-            }
-            let taken: Vec<String> = [schema.clone(), tenant.owner_role(), tenant.rw_role()]
-                .into_iter()
-                .filter(|n| self.state.schemas.contains(n) || self.state.roles.contains(n))
-                .collect();
-            if let Some(other) = self
-                .live_anywhere
-                .get(slug)
-                .filter(|r| **r != self.region.name)
-            {
-                self.block(
-                    BlockReason::RegionMove,
-                    Some(slug),
-                    None,
-                    None,
-                    format!("tenant {slug} still lives in region {other}: neo-reconcile does not move data between regions, so it is not created here"),
-                );
-                return;
-            }
-            if !taken.is_empty() {
-                self.block(
-                    BlockReason::Unmanaged,
-                    Some(slug),
-                    None,
-                    Some(&schema),
-                    if taken.contains(&schema) {
-                        let adopt: Vec<String> = self
-                            .desired
-                            .schema_sets
-                            .iter()
-                            .filter(|s| s.scope == Scope::Tenant)
-                            .map(|s| format!("`neo-reconcile adopt --tenant {slug} --schema-set {} --at-version <N>`", s.name))
-                            .collect();
-                        format!("{} already exists without a bookkeeping row: adopt the schema with {} (N = the last migration of the set it already holds; `--from-flyway` instead of `--at-version <N>` reads Flyway's history) or drop the leftovers", taken.join(", "), adopt.join(" then "))
-                    } else {
-                        format!("{} already exists without a bookkeeping row, and schema {schema} does not, so there is nothing to adopt: drop the leftovers", taken.join(", "))
-                    },
-                );
-                return;
-            }
-            self.out.actions.push(Action::CreateTenant {
-                tenant: slug.to_string(),
-                schema: schema.clone(),
-                owner_role: tenant.owner_role(),
-                rw_role: tenant.rw_role(),
-            });
-            let versions = self.plan_tenant_sets(tenant, &schema, applied, region_blocked);
-            if tenant.status == TenantStatus::Suspended {
-                self.out.actions.push(Action::SuspendTenant {
-                    tenant: slug.to_string(),
-                    schema: schema.clone(),
-                    rw_role: tenant.rw_role(),
-                });
-            }
-            self.project(slug, tenant.status, &schema, versions);
+            self.plan_new_tenant(tenant, applied, region_blocked);
             return;
         };
+        let slug = tenant.slug.as_str();
 
         // History is keyed by the schema a migration ran in, tenant_<slug>, also after archiving.
         let live = live_versions(self.desired, &tenant.schema(), applied);
         let current = (row.status, tenant.status);
         match current {
             (TenantStatus::Active | TenantStatus::Suspended, _) => {
-                let missing: Vec<&str> = [&row.schema_name]
-                    .into_iter()
-                    .filter(|s| !self.state.schemas.contains(*s))
-                    .chain(
-                        [&row.owner_role, &row.rw_role]
-                            .into_iter()
-                            .filter(|r| !self.state.roles.contains(*r)),
-                    )
-                    .map(String::as_str)
-                    .collect();
-                if !missing.is_empty() {
-                    self.block(
-                        BlockReason::MissingOutOfBand,
-                        Some(slug),
-                        None,
-                        Some(&row.schema_name),
-                        format!("{} missing, dropped out of band: restore from backup; neo-reconcile will not recreate an empty tenant over lost data", missing.join(", ")),
-                    );
-                    self.project(slug, row.status, &row.schema_name, live.clone());
-                    return;
-                }
-                match tenant.status {
-                    TenantStatus::Active | TenantStatus::Suspended => {
-                        if row.status == TenantStatus::Suspended
-                            && tenant.status == TenantStatus::Active
-                        {
-                            self.out.actions.push(Action::ResumeTenant {
-                                tenant: slug.to_string(),
-                                schema: row.schema_name.clone(),
-                                rw_role: row.rw_role.clone(),
-                            });
-                        }
-                        let versions = self.plan_tenant_sets(
-                            tenant,
-                            &row.schema_name,
-                            applied,
-                            region_blocked,
-                        );
-                        if row.status == TenantStatus::Active
-                            && tenant.status == TenantStatus::Suspended
-                        {
-                            self.out.actions.push(Action::SuspendTenant {
-                                tenant: slug.to_string(),
-                                schema: row.schema_name.clone(),
-                                rw_role: row.rw_role.clone(),
-                            });
-                        }
-                        self.project(slug, tenant.status, &row.schema_name, versions);
-                    }
-                    TenantStatus::Archived => {
-                        self.plan_archive(slug, row, &live);
-                    }
-                    TenantStatus::Deleted => {
-                        // Deleting cuts access at once and keeps the data: the tenant is
-                        // archived first, and dropped only after the retention period.
-                        if let Some(archived) = self.plan_archive(slug, row, &live) {
-                            let policy = &self.desired.policy;
-                            if policy.allow_destroy && policy.destroy_after.is_zero() {
-                                self.push_destroy(slug, row, &archived);
-                            } else if policy.allow_destroy {
-                                let due = self.state.now + policy.destroy_after.as_secs() as i64;
-                                self.schedule_destroy(slug, &archived, due);
-                            }
-                        }
-                    }
-                }
+                self.plan_active_tenant(tenant, row, &live, applied, region_blocked);
             }
             (TenantStatus::Archived, TenantStatus::Archived) => {
                 self.project(slug, row.status, &row.schema_name, live.clone());
@@ -196,6 +71,166 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
                 self.projections.insert(slug.to_string(), None);
             }
         }
+    }
+
+    /// Plans a tenant without a bookkeeping row here: created, migrated, and suspended when so
+    /// desired, unless it still lives in another region or its names are taken.
+    fn plan_new_tenant(
+        &mut self,
+        tenant: &Tenant,
+        applied: &BTreeMap<(&str, &str), Vec<&HistoryRow>>,
+        region_blocked: &BTreeSet<String>,
+    ) {
+        let slug = tenant.slug.as_str();
+        let schema = tenant.schema();
+        if matches!(
+            tenant.status,
+            TenantStatus::Archived | TenantStatus::Deleted
+        ) {
+            self.projections.insert(slug.to_string(), None);
+            return;
+        }
+        if self.new_tenant_blocked(tenant) {
+            return;
+        }
+        self.out.actions.push(Action::CreateTenant {
+            tenant: slug.to_string(),
+            schema: schema.clone(),
+            owner_role: tenant.owner_role(),
+            rw_role: tenant.rw_role(),
+        });
+        let versions = self.plan_tenant_sets(tenant, &schema, applied, region_blocked);
+        if tenant.status == TenantStatus::Suspended {
+            self.out.actions.push(Action::SuspendTenant {
+                tenant: slug.to_string(),
+                schema: schema.clone(),
+                rw_role: tenant.rw_role(),
+            });
+        }
+        self.project(slug, tenant.status, &schema, versions);
+    }
+
+    /// Blocks creating a tenant that still lives in another region, or whose schema or roles
+    /// exist without a bookkeeping row. `true` when blocked.
+    fn new_tenant_blocked(&mut self, tenant: &Tenant) -> bool {
+        let slug = tenant.slug.as_str();
+        let schema = tenant.schema();
+        let taken: Vec<String> = [schema.clone(), tenant.owner_role(), tenant.rw_role()]
+            .into_iter()
+            .filter(|n| self.state.schemas.contains(n) || self.state.roles.contains(n))
+            .collect();
+        if let Some(other) = self
+            .live_anywhere
+            .get(slug)
+            .filter(|r| **r != self.region.name)
+        {
+            self.block(
+                BlockReason::RegionMove,
+                Some(slug),
+                None,
+                None,
+                format!("tenant {slug} still lives in region {other}: neo-reconcile does not move data between regions, so it is not created here"),
+            );
+            return true;
+        }
+        if !taken.is_empty() {
+            self.block(
+                BlockReason::Unmanaged,
+                Some(slug),
+                None,
+                Some(&schema),
+                if taken.contains(&schema) {
+                    let adopt: Vec<String> = self
+                        .desired
+                        .schema_sets
+                        .iter()
+                        .filter(|s| s.scope == Scope::Tenant)
+                        .map(|s| format!("`neo-reconcile adopt --tenant {slug} --schema-set {} --at-version <N>`", s.name))
+                        .collect();
+                    format!("{} already exists without a bookkeeping row: adopt the schema with {} (N = the last migration of the set it already holds; `--from-flyway` instead of `--at-version <N>` reads Flyway's history) or drop the leftovers", taken.join(", "), adopt.join(" then "))
+                } else {
+                    format!("{} already exists without a bookkeeping row, and schema {schema} does not, so there is nothing to adopt: drop the leftovers", taken.join(", "))
+                },
+            );
+            return true;
+        }
+        false
+    }
+
+    /// Plans a tenant managed here as active or suspended: resumed or suspended, migrated,
+    /// archived or deleted as desired, once its schema and roles are all still there.
+    fn plan_active_tenant(
+        &mut self,
+        tenant: &Tenant,
+        row: &TenantRow,
+        live: &BTreeMap<String, u32>,
+        applied: &BTreeMap<(&str, &str), Vec<&HistoryRow>>,
+        region_blocked: &BTreeSet<String>,
+    ) {
+        let slug = tenant.slug.as_str();
+        let missing = self.missing(row);
+        if !missing.is_empty() {
+            self.block(
+                BlockReason::MissingOutOfBand,
+                Some(slug),
+                None,
+                Some(&row.schema_name),
+                format!("{} missing, dropped out of band: restore from backup; neo-reconcile will not recreate an empty tenant over lost data", missing.join(", ")),
+            );
+            self.project(slug, row.status, &row.schema_name, live.clone());
+            return;
+        }
+        match tenant.status {
+            TenantStatus::Active | TenantStatus::Suspended => {
+                if row.status == TenantStatus::Suspended && tenant.status == TenantStatus::Active {
+                    self.out.actions.push(Action::ResumeTenant {
+                        tenant: slug.to_string(),
+                        schema: row.schema_name.clone(),
+                        rw_role: row.rw_role.clone(),
+                    });
+                }
+                let versions =
+                    self.plan_tenant_sets(tenant, &row.schema_name, applied, region_blocked);
+                if row.status == TenantStatus::Active && tenant.status == TenantStatus::Suspended {
+                    self.out.actions.push(Action::SuspendTenant {
+                        tenant: slug.to_string(),
+                        schema: row.schema_name.clone(),
+                        rw_role: row.rw_role.clone(),
+                    });
+                }
+                self.project(slug, tenant.status, &row.schema_name, versions);
+            }
+            TenantStatus::Archived => {
+                self.plan_archive(slug, row, live);
+            }
+            TenantStatus::Deleted => {
+                // Deleting cuts access at once and keeps the data: the tenant is
+                // archived first, and dropped only after the retention period.
+                if let Some(archived) = self.plan_archive(slug, row, live) {
+                    let policy = &self.desired.policy;
+                    if policy.allow_destroy && policy.destroy_after.is_zero() {
+                        self.push_destroy(slug, row, &archived);
+                    } else if policy.allow_destroy {
+                        let due = self.state.now + policy.destroy_after.as_secs() as i64;
+                        self.schedule_destroy(slug, &archived, due);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The schema and roles of a managed tenant that no longer exist.
+    fn missing<'r>(&self, row: &'r TenantRow) -> Vec<&'r str> {
+        [&row.schema_name]
+            .into_iter()
+            .filter(|s| !self.state.schemas.contains(*s))
+            .chain(
+                [&row.owner_role, &row.rw_role]
+                    .into_iter()
+                    .filter(|r| !self.state.roles.contains(*r)),
+            )
+            .map(String::as_str)
+            .collect()
     }
 
     /// Archives a tenant (its schema renamed to `archived_<slug>_<date>`, its rw role cut
@@ -240,16 +275,7 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
     ) {
         let slug = tenant.slug.as_str();
         let schema = tenant.schema();
-        let missing: Vec<&str> = [&row.schema_name]
-            .into_iter()
-            .filter(|s| !self.state.schemas.contains(*s))
-            .chain(
-                [&row.owner_role, &row.rw_role]
-                    .into_iter()
-                    .filter(|r| !self.state.roles.contains(*r)),
-            )
-            .map(String::as_str)
-            .collect();
+        let missing = self.missing(row);
         let message = if !missing.is_empty() {
             Some((
                 BlockReason::MissingOutOfBand,
