@@ -7,7 +7,7 @@ use std::fmt::Write;
 use similar::udiff::UnifiedHunkHeader;
 use similar::{group_diff_ops, DiffOp};
 
-use super::{Action, Plan, RegionPlan, Summary};
+use super::types::{Action, Plan, RegionPlan, Summary};
 use crate::desired::{Desired, Region};
 use crate::sql;
 

@@ -9,9 +9,10 @@ use expect_test::{expect, Expect};
 use super::render::{self, TextOptions};
 use super::*;
 use crate::desired::{
-    ApplySettings, ControlPlane, CredentialSource, Endpoint, Migration, Policy, SslMode,
+    ApplySettings, ControlPlane, CredentialSource, Endpoint, Migration, Policy, Region, SchemaSet,
+    Scope, SslMode, Tenant,
 };
-use crate::observed::{Bookkeeping, TenantRow};
+use crate::observed::{Bookkeeping, HistoryRow, RegistryRow, TenantRow};
 
 const TODAY: &str = "20261123";
 /// 2026-11-23T12:00:00Z, the server time of every observed region.
