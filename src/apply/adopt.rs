@@ -19,8 +19,8 @@ use sqlx::migrate::MigrateError;
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Executor, Row};
 
+use super::context::RunContext;
 use super::lock::{LockError, RegionLock};
-use super::RunContext;
 use crate::bookkeeping;
 use crate::db::{ConnectError, Connectors};
 use crate::desired::{Desired, Region, SchemaSet, Scope, Tenant, TenantStatus};

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Row};
 
-use super::{
+use super::state::{
     Bookkeeping, ControlPlaneState, HistoryRow, Observed, RegionObservation, RegionState,
     RegistryRow, TenantRow,
 };

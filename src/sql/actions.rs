@@ -1,7 +1,7 @@
 //! The builder: one plan action in, the steps apply runs out. `plan --show-sql` renders the
 //! same [`Program`], so the two cannot drift apart.
 
-use super::{ident, RunValue, Statement, Step, Value};
+use super::statement::{ident, RunValue, Statement, Step, Value};
 use crate::desired::{identifiers, ApplySettings, Desired, Migration, Region, Scope};
 use crate::observed::RegistryRow;
 use crate::plan::{Action, MigrationStep};
@@ -38,9 +38,9 @@ impl Program {
 
     /// The program as `plan --show-sql` prints it.
     pub fn render(&self) -> Vec<String> {
-        let mut out = super::render_steps(&self.setup);
+        let mut out = super::statement::render_steps(&self.setup);
         for m in &self.migrations {
-            out.extend(super::render_steps(&m.steps));
+            out.extend(super::statement::render_steps(&m.steps));
             out.push(if m.no_transaction {
                 "-- on failure: the session is reset and the attempt recorded (success = false); statements that completed stay".into()
             } else {
@@ -471,7 +471,7 @@ fn migration_run(
     let schema = path.schema;
     let failed = Step::Exec(history_insert(schema, set, m, Attempt::Failed));
     let (steps, on_failure) = if step.no_transaction {
-        let statements = super::split_statements(&m.sql);
+        let statements = super::split::split_statements(&m.sql);
         let n = statements.len();
         let mut steps = vec![Step::Exec(session_settings(path, owner, settings, false))];
         steps.extend(
@@ -517,7 +517,7 @@ pub fn registry_update(upsert: &[RegistryRow], delete: &[String]) -> Vec<Step> {
         Step::Begin,
         Step::Exec(Statement::with(
             "SELECT pg_advisory_xact_lock($1)",
-            vec![Value::Int(super::REGISTRY_LOCK_KEY)],
+            vec![Value::Int(super::statement::REGISTRY_LOCK_KEY)],
         )),
     ];
     if !upsert.is_empty() {
