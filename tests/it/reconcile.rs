@@ -2,65 +2,20 @@
 //! with a credential source of the test's own.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 
 use neo_reconcile::apply::RunContext;
 use neo_reconcile::db;
-use neo_reconcile::desired::{CredentialSource, Region};
 use neo_reconcile::engine;
 use neo_reconcile::reconcile::{self, Approval, Mode, RegionStatus, Selection};
 use neo_reconcile::shutdown::Shutdown;
-use neo_reconcile::sources::credentials::{CredentialError, Credentials, DbCredentials, Secret};
 
+use crate::support::logins::Logins;
 use crate::world::World;
-
-/// Hands out the world's logins and counts how often each region asked.
-struct Counting {
-    logins: Vec<(String, String)>,
-    fetches: Mutex<BTreeMap<String, u32>>,
-}
-
-impl Credentials for Counting {
-    fn fetch<'a>(
-        &'a self,
-        region: &'a Region,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<DbCredentials, CredentialError>> + Send + 'a>,
-    > {
-        Box::pin(async move {
-            *self
-                .fetches
-                .lock()
-                .unwrap()
-                .entry(region.name.clone())
-                .or_default() += 1;
-            let CredentialSource::Env(prefix) = &region.credentials else {
-                return Err(CredentialError::Unsupported("test"));
-            };
-            let (_, password) = self
-                .logins
-                .iter()
-                .find(|(p, _)| p == prefix)
-                .expect("a login per region");
-            Ok(DbCredentials {
-                username: "neo_migrator".into(),
-                password: Secret::new(password.clone()),
-            })
-        })
-    }
-}
 
 #[test]
 fn an_apply_reads_each_region_s_credentials_exactly_once() {
     let w = World::new();
-    let counting = Counting {
-        logins: w
-            .logins
-            .iter()
-            .map(|(p, pw)| (p.to_string(), pw.clone()))
-            .collect(),
-        fetches: Mutex::new(BTreeMap::new()),
-    };
+    let counting = Logins::new(&w.logins);
     let desired = engine::load_desired(w.tree.path()).expect("the example is valid");
     let selection = Selection::default();
     let approve = |_: &neo_reconcile::plan::Plan, _: &str| Approval::Approved;
@@ -81,7 +36,7 @@ fn an_apply_reads_each_region_s_credentials_exactly_once() {
 
     // The whole apply (observe, lock, re-plan, bootstrap, workers, registry) on one login
     // per region.
-    let fetches = counting.fetches.lock().unwrap().clone();
+    let fetches = counting.fetches();
     assert_eq!(
         fetches,
         BTreeMap::from([("eu-west".to_string(), 1), ("us-east".to_string(), 1)])
@@ -99,14 +54,7 @@ fn an_apply_reads_each_region_s_credentials_exactly_once() {
 fn plan_mode_reports_pending_changes_and_changes_nothing() {
     let w = World::new();
     let before = w.snapshot();
-    let counting = Counting {
-        logins: w
-            .logins
-            .iter()
-            .map(|(p, pw)| (p.to_string(), pw.clone()))
-            .collect(),
-        fetches: Mutex::new(BTreeMap::new()),
-    };
+    let counting = Logins::new(&w.logins);
     let desired = engine::load_desired(w.tree.path()).unwrap();
     let selection = Selection {
         regions: vec!["eu-west".into()],
@@ -135,7 +83,7 @@ fn plan_mode_reports_pending_changes_and_changes_nothing() {
         outcome.regions
     );
     assert_eq!(
-        counting.fetches.lock().unwrap().clone(),
+        counting.fetches(),
         BTreeMap::from([("eu-west".to_string(), 1)])
     );
     assert_eq!(before, w.snapshot());

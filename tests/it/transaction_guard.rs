@@ -4,41 +4,11 @@
 
 use neo_reconcile::apply::{self, RunContext};
 use neo_reconcile::db;
-use neo_reconcile::desired::Region;
 use neo_reconcile::engine;
 use neo_reconcile::shutdown::Shutdown;
-use neo_reconcile::sources::credentials::{CredentialError, Credentials, DbCredentials, Secret};
 
+use crate::support::logins::Logins;
 use crate::world::World;
-
-/// The world's logins, handed out without the environment (tests run in parallel threads).
-struct Logins(Vec<(String, String)>);
-
-impl Credentials for Logins {
-    fn fetch<'a>(
-        &'a self,
-        region: &'a Region,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<DbCredentials, CredentialError>> + Send + 'a>,
-    > {
-        Box::pin(async move {
-            let prefix = match &region.credentials {
-                neo_reconcile::desired::CredentialSource::Env(p) => p.clone(),
-                _ => return Err(CredentialError::Unsupported("test")),
-            };
-            let password = self
-                .0
-                .iter()
-                .find(|(p, _)| *p == prefix)
-                .map(|(_, pw)| pw.clone())
-                .ok_or_else(|| CredentialError::MissingEnv(prefix.clone(), prefix.clone()))?;
-            Ok(DbCredentials {
-                username: "neo_migrator".into(),
-                password: Secret::new(password),
-            })
-        })
-    }
-}
 
 #[test]
 fn a_migration_that_commits_the_apply_transaction_is_failed_and_rolled_back() {
@@ -63,12 +33,7 @@ fn a_migration_that_commits_the_apply_transaction_is_failed_and_rolled_back() {
     set.migrations[6].sql =
         "CREATE TABLE guard_a (x int);\nCOMMIT;\nBEGIN;\nCREATE TABLE guard_b (x int);\n".into();
 
-    let logins = Logins(
-        w.logins
-            .iter()
-            .map(|(p, pw)| (p.to_string(), pw.clone()))
-            .collect(),
-    );
+    let logins = Logins::new(&w.logins);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let report = runtime.block_on(async {
         let options = engine::plan_options(&desired, &[], &["acme".to_string()]).unwrap();
