@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # Installs what neo-reconcile's demo and tests need on a fresh Debian machine:
-# PostgreSQL 15 server binaries (initdb, pg_ctl, postgres, psql) from Debian's packages.
-# The Rust toolchain is expected (rustup); everything else comes from Cargo.lock.
+# PostgreSQL 15 server binaries (initdb, pg_ctl, postgres, psql) from Debian's packages, and
+# libclang (Debian's libclang-dev), which the build of the pg_query crate (PostgreSQL's own SQL
+# parser, used to check migrations) needs to generate its bindings.
+# The Rust toolchain and a C compiler are expected (rustup, build-essential); everything else
+# comes from Cargo.lock.
 set -euo pipefail
 
 pg_bin=/usr/lib/postgresql/15/bin
 missing=()
 [ -x "$pg_bin/initdb" ] && [ -x "$pg_bin/pg_ctl" ] && [ -x "$pg_bin/postgres" ] || missing+=(postgresql-15)
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client-15)
+# bindgen looks for libclang.so under LIBCLANG_PATH, or where Debian's llvm packages put it.
+if [ -z "${LIBCLANG_PATH:-}" ] && ! compgen -G '/usr/lib/llvm-*/lib/libclang.so' >/dev/null; then
+  missing+=(libclang-dev)
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2
