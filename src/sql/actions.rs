@@ -384,7 +384,7 @@ fn migration_run(
 ) -> MigrationRun {
     let failed = Step::Exec(history_insert(schema, set, m, Attempt::Failed));
     let (steps, on_failure) = if step.no_transaction {
-        let statements = super::split_statements(&m.sql);
+        let statements = m.statements.clone();
         let n = statements.len();
         let mut steps = vec![Step::Exec(session_settings(schema, owner, settings, false))];
         steps.extend(
