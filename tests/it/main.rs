@@ -4,6 +4,7 @@
 mod adopt;
 mod apply;
 mod harness;
+mod migrations;
 mod plan;
 mod remedies;
 mod support;
