@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs what neo-reconcile's demo and tests need on a fresh Debian machine:
 # PostgreSQL 15 server binaries (initdb, pg_ctl, postgres, psql) from Debian's packages, and
-# the clients scripts/corpus.sh fetches the test corpus with (python3 with pip, npm).
-# The Rust toolchain is expected (rustup); everything else comes from Cargo.lock.
+# the clients scripts/corpus.sh fetches the test corpus with (python3 with pip, npm), and
+# libclang (Debian's libclang-dev), which the build of the pg_query crate (PostgreSQL's own SQL
+# parser, used to check migrations) needs to generate its bindings.
+# The Rust toolchain and a C compiler are expected (rustup, build-essential); everything else
+# comes from Cargo.lock.
 set -euo pipefail
 
 pg_bin=/usr/lib/postgresql/15/bin
@@ -12,6 +15,10 @@ command -v psql >/dev/null 2>&1 || missing+=(postgresql-client-15)
 python3 -c 'import tomllib' >/dev/null 2>&1 || missing+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# bindgen looks for libclang.so under LIBCLANG_PATH, or where Debian's llvm packages put it.
+if [ -z "${LIBCLANG_PATH:-}" ] && ! compgen -G '/usr/lib/llvm-*/lib/libclang.so' >/dev/null; then
+  missing+=(libclang-dev)
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2

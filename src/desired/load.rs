@@ -11,13 +11,15 @@
 //!    is read again: one file can report many such mistakes.
 //!
 //! Then the rules that span files are checked (regions, tenants, schema sets, migrations).
-//! Two groups of rules live in their own modules: the settings and their durations in
-//! [`super::settings`], and the length of every derived PostgreSQL identifier in
-//! [`super::identifiers`]. A mistake never hides an independent one: a schema set with a gap
+//! Three groups of rules live in their own modules: the settings and their durations in
+//! [`super::settings`], the length of every derived PostgreSQL identifier in
+//! [`super::identifiers`], and what PostgreSQL's parser says about each migration file in
+//! [`super::sql_check`] (parsed once per distinct content, whatever the number of sets and
+//! tenants). A mistake never hides an independent one: a schema set with a gap
 //! still has its target and the pins on it checked, a duplicate region file still has its
 //! other fields checked.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -32,6 +34,7 @@ use super::extensions;
 use super::identifiers;
 use super::raw::{RawCredentials, RawNeo, RawRegion, RawSchemaSet, RawTenant};
 use super::settings;
+use super::sql_check::{self, Checked};
 use super::{
     ControlPlane, CredentialSource, Desired, Endpoint, Migration, Policy, Region, SchemaSet, Scope,
     SslMode, Tenant, TenantStatus,
@@ -57,6 +60,7 @@ pub fn load(root: &Path) -> Loaded {
         root: root.to_path_buf(),
         diags: Diagnostics::default(),
         files: BTreeMap::new(),
+        parsed: HashMap::new(),
     };
     let desired = cx.load();
     let has_errors = cx.diags.has_errors();
@@ -66,12 +70,13 @@ pub fn load(root: &Path) -> Loaded {
     }
 }
 
-/// The state of one validation: diagnostics so far and the bytes of every file read, for the
-/// digest.
+/// The state of one validation: diagnostics so far, the bytes of every file read (for the
+/// digest), and what the parser said about each distinct migration file, by checksum.
 struct Cx {
     root: PathBuf,
     diags: Diagnostics,
     files: BTreeMap<String, Vec<u8>>,
+    parsed: HashMap<String, Checked>,
 }
 
 /// The schema sets as far as tenant pins are concerned: the declared names, and what is known
@@ -868,22 +873,38 @@ impl Cx {
                 self.diags.file_error(&relative, &name, "empty migration: a migration must contain SQL; remove the file if it is not needed");
                 continue;
             }
-            if by_version.contains_key(&version) {
-                continue;
-            }
             let checksum = hex(&Sha256::digest(src.text.as_bytes()));
             let no_transaction = src
                 .text
                 .lines()
                 .next()
                 .is_some_and(|l| l.trim() == "-- neo:no-transaction");
+            // The same content in several sets is parsed once; its findings are reported in
+            // each file.
+            let checked = self
+                .parsed
+                .entry(checksum.clone())
+                .or_insert_with(|| sql_check::check(&src.text, no_transaction));
+            for f in &checked.findings {
+                self.diags.at(
+                    f.severity,
+                    &src,
+                    f.offset..f.offset,
+                    &name,
+                    f.message.clone(),
+                );
+            }
+            if by_version.contains_key(&version) {
+                continue;
+            }
             by_version.insert(
                 version,
                 Migration {
                     version,
                     description: description.to_string(),
                     file: src.display.clone(),
-                    sql: src.text,
+                    sql: checked.sql.clone(),
+                    statements: checked.statements.clone(),
                     checksum,
                     no_transaction,
                 },

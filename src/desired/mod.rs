@@ -14,6 +14,8 @@ pub mod identifiers;
 mod load;
 pub mod raw;
 mod settings;
+mod sql_check;
+mod sql_names;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -155,8 +157,14 @@ pub struct Migration {
     pub description: String,
     /// The file, relative to the tree's root (`schemas/tenant_template/V1__init.sql`).
     pub file: String,
+    /// The SQL that runs: the file's text, without a `BEGIN; ... COMMIT;` pair wrapping the
+    /// whole file (neo-reconcile runs each migration in a transaction of its own).
     pub sql: String,
-    /// SHA-256 of the file's bytes, in lowercase hex.
+    /// The statements of `sql` in order, as PostgreSQL's parser delimits them (trimmed,
+    /// without their semicolons); a `-- neo:no-transaction` migration runs them one by one.
+    pub statements: Vec<String>,
+    /// SHA-256 of the file's bytes, in lowercase hex (not of `sql`: the file is what is
+    /// versioned, and what Flyway-adopted history records).
     pub checksum: String,
     /// The file's first line is `-- neo:no-transaction`: it runs alone, outside a transaction.
     pub no_transaction: bool,

@@ -26,6 +26,7 @@ fn migration(set: &str, version: u32, description: &str) -> Migration {
         description: description.to_string(),
         file: format!("schemas/{set}/V{version}__{description}.sql"),
         sql: format!("-- {set} V{version}\nSELECT {version};\n"),
+        statements: vec![format!("-- {set} V{version}\nSELECT {version}")],
         checksum: format!("{:064x}", u64::from(version) * 1000 + set.len() as u64),
         no_transaction: false,
     }

@@ -471,7 +471,7 @@ fn migration_run(
     let schema = path.schema;
     let failed = Step::Exec(history_insert(schema, set, m, Attempt::Failed));
     let (steps, on_failure) = if step.no_transaction {
-        let statements = super::split::split_statements(&m.sql);
+        let statements = m.statements.clone();
         let n = statements.len();
         let mut steps = vec![Step::Exec(session_settings(path, owner, settings, false))];
         steps.extend(

@@ -1,101 +1,24 @@
-//! Splitting a `-- neo:no-transaction` migration into the statements that run one by one,
-//! outside any transaction.
+//! Splitting SQL text into statements the way PostgreSQL does.
+//!
+//! Migrations do not come through here: they are parsed once when the tree is loaded, and
+//! `desired::Migration::statements` holds the statements a `-- neo:no-transaction` migration
+//! runs one by one. This is for other SQL text.
 
-/// Splits a SQL script into statements at top-level semicolons, understanding `--` and
-/// nested `/* */` comments, quoted strings (`'...'`, `E'...'`), quoted identifiers and
-/// dollar-quoted bodies (`$$...$$`, `$tag$...$tag$`). Statements that hold only comments and
-/// white space are dropped. Used for `-- neo:no-transaction` migrations, whose statements run
-/// one by one outside any transaction.
+/// Splits a SQL script into its statements with PostgreSQL's own parser (the `pg_query`
+/// crate): semicolons in comments, quoted strings and identifiers, dollar-quoted bodies and
+/// SQL-standard function bodies (`BEGIN ATOMIC ... END`) do not split. Each statement is
+/// trimmed, without its semicolon; comments before a statement belong to it. A script that
+/// does not parse is returned whole, so that running it reports PostgreSQL's error.
 pub fn split_statements(script: &str) -> Vec<String> {
-    let b = script.as_bytes();
-    let mut out = Vec::new();
-    let (mut start, mut i) = (0, 0);
-    let mut has_code = false;
-    while i < b.len() {
-        match b[i] {
-            b'-' if b.get(i + 1) == Some(&b'-') => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-                continue;
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                let mut depth = 0;
-                while i < b.len() {
-                    if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
-                        depth += 1;
-                        i += 2;
-                    } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
-                        depth -= 1;
-                        i += 2;
-                        if depth == 0 {
-                            break;
-                        }
-                    } else {
-                        i += 1;
-                    }
-                }
-                continue;
-            }
-            b'\'' => {
-                let backslash = i > 0 && (b[i - 1] == b'E' || b[i - 1] == b'e');
-                i += 1;
-                while i < b.len() {
-                    if backslash && b[i] == b'\\' {
-                        i += 2;
-                        continue;
-                    }
-                    if b[i] == b'\'' {
-                        if b.get(i + 1) == Some(&b'\'') {
-                            i += 2;
-                            continue;
-                        }
-                        break;
-                    }
-                    i += 1;
-                }
-                has_code = true;
-            }
-            b'"' => {
-                i += 1;
-                while i < b.len() && b[i] != b'"' {
-                    i += 1;
-                }
-                has_code = true;
-            }
-            b'$' => {
-                // A dollar quote's tag: $$ or $ident$ (not $1, a parameter).
-                let tag_end = b[i + 1..]
-                    .iter()
-                    .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
-                    .map(|p| i + 1 + p);
-                if let Some(end) = tag_end
-                    .filter(|&e| b[e] == b'$' && !b.get(i + 1).is_some_and(u8::is_ascii_digit))
-                {
-                    let tag = &script[i..=end];
-                    match script[end + 1..].find(tag) {
-                        Some(close) => i = end + 1 + close + tag.len() - 1,
-                        None => i = b.len() - 1,
-                    }
-                }
-                has_code = true;
-            }
-            b';' => {
-                if has_code {
-                    out.push(script[start..i].trim().to_string());
-                }
-                start = i + 1;
-                has_code = false;
-            }
-            c if !c.is_ascii_whitespace() => has_code = true,
-            _ => {}
-        }
-        i += 1;
+    match pg_query::split_with_parser(script) {
+        Ok(statements) => statements
+            .into_iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        Err(_) if script.trim().is_empty() => Vec::new(),
+        Err(_) => vec![script.trim().to_string()],
     }
-    if has_code {
-        out.push(script[start..].trim().to_string());
-    }
-    out
 }
 
 #[cfg(test)]
@@ -120,6 +43,21 @@ mod tests {
             got[3].starts_with("SELECT $$a;b$$, E'it\\'s;', \"we;ird\", $1"),
             "{}",
             got[3]
+        );
+    }
+
+    #[test]
+    fn a_sql_standard_function_body_is_one_statement() {
+        let got = split_statements(
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS i ON t (a);\n\
+             CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END;\n",
+        );
+        assert_eq!(
+            got,
+            vec![
+                "CREATE INDEX CONCURRENTLY IF NOT EXISTS i ON t (a)",
+                "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END",
+            ]
         );
     }
 

@@ -6,6 +6,7 @@ mod apply;
 mod corpus;
 mod extensions;
 mod harness;
+mod migrations;
 mod plan;
 mod reconcile;
 mod remedies;

@@ -1772,6 +1772,223 @@ fn empty_migration() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Migration SQL, read by PostgreSQL's parser (issue 16). What apply then runs: migrations.rs.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn two_begin_commit_blocks_in_one_migration_are_errors_at_the_inner_commit_and_begin() {
+    let tree = Tree::example();
+    tree.write(
+        "schemas/tenant_template/V7__two_blocks.sql",
+        "-- Two transactions in one file.\nBEGIN;\nCREATE TABLE a (id int);\nCOMMIT;\n\nBEGIN;\nCREATE TABLE b (id int);\nCOMMIT;\n",
+    );
+    let r = tree.validate();
+    r.assert_errors(2);
+    let e = r.errors();
+    let file = "schemas/tenant_template/V7__two_blocks.sql";
+    assert_diag(e[0], file, 4, 1, "V7__two_blocks.sql", "COMMIT in a migration: remove it; neo-reconcile runs each migration in a transaction of its own");
+    assert_diag(
+        e[1],
+        file,
+        6,
+        1,
+        "V7__two_blocks.sql",
+        "BEGIN in a migration: remove it",
+    );
+    assert!(
+        e[1].message
+            .contains("one BEGIN; ... COMMIT; pair around the whole file is accepted"),
+        "{}",
+        r.dump()
+    );
+}
+
+#[test]
+fn a_migration_wrapped_in_one_begin_commit_pair_is_valid() {
+    let tree = Tree::example();
+    tree.write(
+        "schemas/tenant_template/V7__wrapped.sql",
+        "-- dbmate style.\nBEGIN;\nCREATE TABLE a (id int);\nCREATE TABLE b (id int);\nCOMMIT;\n",
+    )
+    .write(
+        "schemas/platform_common/V4__wrapped.sql",
+        "start transaction;\ncreate table c (id int);\nend;\n",
+    );
+    tree.validate().assert_valid();
+}
+
+#[test]
+fn rollback_and_transaction_control_in_a_no_transaction_migration_are_errors() {
+    let tree = Tree::example();
+    tree.write(
+        "schemas/tenant_template/V7__rollback.sql",
+        "BEGIN;\nCREATE TABLE a (id int);\nROLLBACK;\n",
+    )
+    .write(
+        "schemas/platform_common/V4__concurrently.sql",
+        "-- neo:no-transaction\nBEGIN;\nCREATE INDEX CONCURRENTLY plans_tier_idx ON plans (tier);\nCOMMIT;\n",
+    );
+    let r = tree.validate();
+    r.assert_errors(4);
+    let e = r.errors();
+    let (pc, tt) = (
+        "schemas/platform_common/V4__concurrently.sql",
+        "schemas/tenant_template/V7__rollback.sql",
+    );
+    assert_diag(
+        e[0],
+        pc,
+        2,
+        1,
+        "V4__concurrently.sql",
+        "BEGIN in a `-- neo:no-transaction` migration: remove it",
+    );
+    assert_diag(
+        e[1],
+        pc,
+        4,
+        1,
+        "V4__concurrently.sql",
+        "COMMIT in a `-- neo:no-transaction` migration",
+    );
+    assert_diag(e[2], tt, 1, 1, "V7__rollback.sql", "BEGIN in a migration");
+    assert_diag(
+        e[3],
+        tt,
+        3,
+        1,
+        "V7__rollback.sql",
+        "ROLLBACK in a migration",
+    );
+}
+
+#[test]
+fn migration_syntax_errors_are_reported_at_the_parsers_position_in_every_file() {
+    let tree = Tree::example();
+    tree.write(
+        "schemas/tenant_template/V7__typo.sql",
+        "CREATE TABLE invoices (\n    id bigint PRIMARY KEY,\n    total numeric(12,2) NOT NULL DEFALT 0\n);\n",
+    )
+    .write(
+        "schemas/platform_common/V4__unfinished.sql",
+        "-- The second statement is cut short.\nCREATE TABLE c (id int);\nSELECT (1 + 2\n",
+    )
+    .write("schemas/tenant_template/V8__fine.sql", SQL);
+    let r = tree.validate();
+    r.assert_errors(2);
+    let e = r.errors();
+    assert_diag(
+        e[0],
+        "schemas/platform_common/V4__unfinished.sql",
+        3,
+        14,
+        "V4__unfinished.sql",
+        "syntax error at end of input: PostgreSQL's parser rejects this statement",
+    );
+    assert_diag(
+        e[1],
+        "schemas/tenant_template/V7__typo.sql",
+        3,
+        34,
+        "V7__typo.sql",
+        "syntax error at or near \"DEFALT\"",
+    );
+    // The text output names the position as file:line:column.
+    let text = tree.validate_text();
+    assert!(
+        text.stdout.contains("schemas/tenant_template/V7__typo.sql:3:34: error: V7__typo.sql: syntax error at or near \"DEFALT\""),
+        "{}",
+        text.stdout
+    );
+}
+
+#[test]
+fn create_index_concurrently_without_the_marker_is_an_error_saying_to_mark_the_file() {
+    let tree = Tree::example();
+    tree.write(
+        "schemas/tenant_template/V7__index.sql",
+        "CREATE TABLE notes (id bigint PRIMARY KEY, at timestamptz);\n  CREATE INDEX CONCURRENTLY IF NOT EXISTS notes_at_idx ON notes (at);\nVACUUM notes;\n",
+    );
+    let r = tree.validate();
+    r.assert_errors(2);
+    let e = r.errors();
+    let file = "schemas/tenant_template/V7__index.sql";
+    assert_diag(e[0], file, 2, 3, "V7__index.sql", "CREATE INDEX CONCURRENTLY cannot run inside a transaction block, and this migration runs in one: move it to a migration of its own whose first line is `-- neo:no-transaction`");
+    assert_diag(
+        e[1],
+        file,
+        3,
+        1,
+        "V7__index.sql",
+        "VACUUM cannot run inside a transaction block",
+    );
+    // Marked, the same file is valid.
+    tree.write(
+        file,
+        "-- neo:no-transaction\nCREATE TABLE IF NOT EXISTS notes (id bigint PRIMARY KEY, at timestamptz);\nCREATE INDEX CONCURRENTLY IF NOT EXISTS notes_at_idx ON notes (at);\nVACUUM notes;\n",
+    );
+    tree.validate().assert_valid();
+}
+
+#[test]
+fn schema_qualified_names_in_migrations_are_errors_and_public_a_warning() {
+    let tree = Tree::example();
+    tree.write(
+        "schemas/tenant_template/V7__qualified.sql",
+        "CREATE TABLE tenant_acme.notes (\n    id bigint PRIMARY KEY,\n    plan text REFERENCES platform_common.plans (code),\n    email public.citext,\n    at timestamptz DEFAULT pg_catalog.now()\n);\n",
+    );
+    let r = tree.validate();
+    r.assert_errors(2);
+    let file = "schemas/tenant_template/V7__qualified.sql";
+    let e = r.errors();
+    assert_diag(e[0], file, 1, 14, "V7__qualified.sql", "names the schema \"tenant_acme\" (tenant_acme.notes): a migration must not name a schema, not even its target's");
+    assert_diag(
+        e[1],
+        file,
+        3,
+        26,
+        "V7__qualified.sql",
+        "names the schema \"platform_common\" (platform_common.plans)",
+    );
+    let w = r.warning(file, "V7__qualified.sql");
+    assert_diag(
+        w,
+        file,
+        4,
+        11,
+        "V7__qualified.sql",
+        "names the schema \"public\" (public.citext): allowed for the objects of extensions",
+    );
+}
+
+#[test]
+fn a_file_in_two_sets_is_reported_in_each() {
+    // The same content is parsed once (by checksum) and its findings go to both files.
+    let tree = Tree::example();
+    let broken = "CREATE TABLE t (id int);\nCOMMIT;\n";
+    tree.write("schemas/tenant_template/V7__same.sql", broken)
+        .write("schemas/platform_common/V4__same.sql", broken);
+    let r = tree.validate();
+    r.assert_errors(2);
+    assert_diag(
+        r.errors()[0],
+        "schemas/platform_common/V4__same.sql",
+        2,
+        1,
+        "V4__same.sql",
+        "COMMIT in a migration",
+    );
+    assert_diag(
+        r.errors()[1],
+        "schemas/tenant_template/V7__same.sql",
+        2,
+        1,
+        "V7__same.sql",
+        "COMMIT in a migration",
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // Pins.
 // ---------------------------------------------------------------------------------------------
 
