@@ -13,4 +13,5 @@ mod safety;
 mod support;
 mod transaction_guard;
 mod validate;
+mod vault;
 mod world;

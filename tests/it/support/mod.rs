@@ -1,4 +1,5 @@
-//! Test support: throwaway PostgreSQL clusters.
+//! Test support: throwaway PostgreSQL clusters and OpenBao servers.
 #![allow(dead_code)]
 
+pub mod bao;
 pub mod pg;
