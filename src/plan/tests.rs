@@ -9,7 +9,8 @@ use expect_test::{expect, Expect};
 use super::render::{self, TextOptions};
 use super::*;
 use crate::desired::{
-    ApplySettings, ControlPlane, CredentialSource, Endpoint, Migration, Policy, SslMode,
+    ApplySettings, ControlPlane, CredentialSource, Credentials, Endpoint, Migration, Policy,
+    SslMode,
 };
 use crate::observed::{Bookkeeping, TenantRow};
 
@@ -40,7 +41,7 @@ fn region(name: &str, port: u16) -> Region {
             database: format!("db_{name}"),
             sslmode: SslMode::Disable,
         },
-        credentials: CredentialSource::Env(name.to_uppercase()),
+        credentials: Credentials::from(CredentialSource::Env(name.to_uppercase())),
         apply: ApplySettings::default(),
     }
 }

@@ -34,8 +34,8 @@ impl Credentials for Counting {
                 .unwrap()
                 .entry(region.name.clone())
                 .or_default() += 1;
-            let CredentialSource::Env(prefix) = &region.credentials else {
-                return Err(CredentialError::Unsupported("test"));
+            let CredentialSource::Env(prefix) = &region.credentials.source else {
+                return Err(CredentialError::MissingEnv("test".into(), "test".into()));
             };
             let (_, password) = self
                 .logins
@@ -45,6 +45,7 @@ impl Credentials for Counting {
             Ok(DbCredentials {
                 username: "neo_migrator".into(),
                 password: Secret::new(password.clone()),
+                lease: None,
             })
         })
     }

@@ -22,9 +22,9 @@ impl Credentials for Logins {
         Box<dyn std::future::Future<Output = Result<DbCredentials, CredentialError>> + Send + 'a>,
     > {
         Box::pin(async move {
-            let prefix = match &region.credentials {
+            let prefix = match &region.credentials.source {
                 neo_reconcile::desired::CredentialSource::Env(p) => p.clone(),
-                _ => return Err(CredentialError::Unsupported("test")),
+                _ => return Err(CredentialError::MissingEnv("test".into(), "test".into())),
             };
             let password = self
                 .0
@@ -35,6 +35,7 @@ impl Credentials for Logins {
             Ok(DbCredentials {
                 username: "neo_migrator".into(),
                 password: Secret::new(password),
+                lease: None,
             })
         })
     }

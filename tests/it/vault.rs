@@ -2,6 +2,7 @@
 //! PostgreSQL clusters: KV v2 logins with a token, AppRole, and dynamic database credentials.
 
 use crate::support::bao::BaoServer;
+use crate::world::{Run, World};
 
 /// The harness itself: a dev server starts, answers as root, and stores and reads KV v2.
 #[test]
@@ -20,4 +21,197 @@ fn bao_dev_server_starts_and_kv_works() {
     let other = BaoServer::start();
     assert_ne!(bao.addr(), other.addr());
     assert!(other.try_bao(&["kv", "get", "secret/neo/smoke"]).is_err());
+}
+
+/// A world whose regions read their `neo_migrator` logins from OpenBao's KV v2 at
+/// `secret/neo/regions/<region>`, with no password left in the environment.
+struct VaultWorld {
+    world: World,
+    bao: BaoServer,
+    passwords: Vec<String>,
+}
+
+impl VaultWorld {
+    fn new() -> VaultWorld {
+        let mut world = World::new();
+        let bao = BaoServer::start();
+        let mut passwords = Vec::new();
+        for ((_, password), region) in world.logins.iter().zip(["us-east", "eu-west"]) {
+            bao.bao(&[
+                "kv",
+                "put",
+                &format!("secret/neo/regions/{region}"),
+                "username=neo_migrator",
+                &format!("password={password}"),
+            ]);
+            passwords.push(password.clone());
+        }
+        world.logins.clear();
+        for (region, prefix) in [("us-east", "NEO_US_EAST"), ("eu-west", "NEO_EU_WEST")] {
+            world.edit(&format!("regions/{region}.toml"), |s| {
+                s.replace(
+                    &format!("env = \"{prefix}\""),
+                    &format!("vault_kv = \"secret/neo/regions/{region}\""),
+                )
+            });
+        }
+        VaultWorld {
+            world,
+            bao,
+            passwords,
+        }
+    }
+
+    /// Runs the binary with `VAULT_ADDR` and `VAULT_TOKEN` (the root token) set.
+    fn neo(&self, subcommand: &str, args: &[&str]) -> Run {
+        let addr = self.bao.addr();
+        let env = [
+            ("VAULT_ADDR", addr.as_str()),
+            ("VAULT_TOKEN", self.bao.root_token()),
+        ];
+        self.world
+            .neo_at(self.world.tree.path(), subcommand, args, &env)
+    }
+
+    /// Asserts that no password nor the token appears in `run`'s output or in the regions'
+    /// `neo_reconcile.runs` rows.
+    #[track_caller]
+    fn assert_no_secret(&self, run: &Run) {
+        let mut rows = String::new();
+        for (cluster, db) in [(&self.world.us, "neo_us"), (&self.world.eu, "neo_eu")] {
+            if let Ok(r) = cluster.try_psql(
+                db,
+                "SELECT string_agg(t::text, '|') FROM neo_reconcile.runs t",
+            ) {
+                rows += &r;
+            }
+        }
+        for secret in self
+            .passwords
+            .iter()
+            .map(String::as_str)
+            .chain([self.bao.root_token()])
+        {
+            for (what, text) in [
+                ("stdout", &run.stdout),
+                ("stderr", &run.stderr),
+                ("runs", &rows),
+            ] {
+                assert!(
+                    !text.contains(secret),
+                    "a secret leaked into {what}:\n{text}"
+                );
+            }
+        }
+    }
+}
+
+/// `plan` and `apply` read the logins from Vault KV with a token: nothing in the environment
+/// but `VAULT_ADDR` and `VAULT_TOKEN`, and no secret in any output or audit row.
+#[test]
+fn vault_kv_logins_plan_and_apply_converge_without_passwords_in_the_environment() {
+    let v = VaultWorld::new();
+    let plan = v.neo("plan", &[]);
+    plan.expect_code(0);
+    v.assert_no_secret(&plan);
+    let apply = v.neo("apply", &["--auto-approve", "-vv"]);
+    apply.expect_code(0);
+    v.assert_no_secret(&apply);
+    v.neo("plan", &["--detailed-exitcode"]).expect_code(0);
+    // The token from a file works the same.
+    let file = v.bao.file("token", &format!("{}\n", v.bao.root_token()));
+    let addr = v.bao.addr();
+    let run = v.world.neo_at(
+        v.world.tree.path(),
+        "plan",
+        &["--vault-token-file", file.to_str().unwrap()],
+        &[("VAULT_ADDR", addr.as_str())],
+    );
+    run.expect_code(0);
+    v.assert_no_secret(&run);
+}
+
+/// A missing secret (404) or a secret without the password field fails its region, named with
+/// the Vault path, and changes nothing there; the other region converges.
+#[test]
+fn vault_kv_missing_secret_or_field_fails_only_that_region() {
+    let v = VaultWorld::new();
+    v.bao.bao(&["kv", "delete", "secret/neo/regions/eu-west"]);
+    v.bao
+        .bao(&["kv", "metadata", "delete", "secret/neo/regions/eu-west"]);
+    let eu_before = v.world.eu.psql(
+        "postgres",
+        "SELECT string_agg(datname || rolname, ',') FROM pg_database, pg_roles",
+    );
+    let plan = v.neo("plan", &[]);
+    plan.expect_code(1);
+    let all = format!("{}{}", plan.stdout, plan.stderr);
+    assert!(
+        all.contains("eu-west")
+            && all.contains("secret/neo/regions/eu-west")
+            && all.contains("404"),
+        "{all}"
+    );
+    v.assert_no_secret(&plan);
+    let apply = v.neo("apply", &["--auto-approve"]);
+    apply.expect_code(3);
+    v.assert_no_secret(&apply);
+    assert_eq!(
+        v.world
+            .us
+            .psql(
+                "neo_us",
+                "SELECT to_regclass('neo_reconcile.runs') IS NOT NULL"
+            )
+            .trim(),
+        "t"
+    );
+    assert_eq!(
+        v.world
+            .eu
+            .psql(
+                "neo_eu",
+                "SELECT to_regclass('neo_reconcile.runs') IS NOT NULL"
+            )
+            .trim(),
+        "f"
+    );
+    assert_eq!(
+        eu_before,
+        v.world.eu.psql(
+            "postgres",
+            "SELECT string_agg(datname || rolname, ',') FROM pg_database, pg_roles"
+        )
+    );
+
+    // The secret is back, without its password field.
+    v.bao.bao(&[
+        "kv",
+        "put",
+        "secret/neo/regions/eu-west",
+        "username=neo_migrator",
+    ]);
+    let plan = v.neo("plan", &["--region", "eu-west"]);
+    plan.expect_code(1);
+    let all = format!("{}{}", plan.stdout, plan.stderr);
+    assert!(
+        all.contains("secret/neo/regions/eu-west") && all.contains("no field \"password\""),
+        "{all}"
+    );
+}
+
+/// A region reading Vault with no Vault configured is refused before anything connects.
+#[test]
+fn a_vault_source_without_vault_configuration_is_refused_up_front() {
+    let v = VaultWorld::new();
+    let before = v.world.snapshot();
+    let run = v.world.neo("plan", &[]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("Vault is not configured")
+            && run.stderr.contains("us-east (secret/neo/regions/us-east)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(before, v.world.snapshot());
 }
