@@ -282,7 +282,7 @@ fn in_process(tree: &Path, config: &Config, table: &mut Table) {
     let options = engine::plan_options(&desired, &[], &[]).expect("no selection");
     let regions = engine::regions_to_observe(&desired, &options);
     // The logins are resolved once, as a run does; observing is what is timed.
-    let connectors = runtime.block_on(neo_reconcile::db::resolve(&regions, &Sources));
+    let connectors = runtime.block_on(neo_reconcile::db::resolve(&regions, &Sources::default()));
     let mut observes = Vec::new();
     let mut observed = None;
     for _ in 0..config.runs {

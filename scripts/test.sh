@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export NEO_PG_BIN=/usr/lib/postgresql/15/bin
+export NEO_BAO_BIN="$PWD/target/tools/bao"
 cargo build --locked --all-targets
 cargo test --locked --lib --bins --tests -- --test-threads="${NEO_TEST_THREADS:-4}"
 NEO_BENCH_TENANTS=40 NEO_BENCH_ROUNDS=1 NEO_BENCH_RUNS=1 NEO_BENCH_ITERATIONS=1 \

@@ -34,6 +34,8 @@ pub struct Login {
     /// Set when the login is leased (dynamic credentials): it must be renewed or replaced
     /// before it expires.
     pub lease: Option<Lease>,
+    /// The role every session runs as (`set_role`), set at connection start.
+    pub set_role: Option<String>,
 }
 
 /// The lease of a dynamic login.
@@ -158,7 +160,8 @@ pub async fn resolve(regions: &[&Region], credentials: &dyn Credentials) -> Conn
             let (tx, rx) = watch::channel(Arc::new(Login {
                 username: c.username,
                 password: c.password,
-                lease: None,
+                lease: c.lease,
+                set_role: region.credentials.set_role.clone(),
             }));
             out.senders.insert(region.name.clone(), tx);
             rx
@@ -181,8 +184,11 @@ pub async fn resolve(regions: &[&Region], credentials: &dyn Credentials) -> Conn
 /// Every session runs with `standard_conforming_strings = on`, set at connection start so it
 /// wins over a database's or role's `off`: a second wall behind bound parameters, so that a
 /// backslash can never end a string literal early.
+///
+/// With `set_role`, the session's `role` is set at connection start too (as `SET ROLE`
+/// would), so that `RESET ROLE` returns to it and not to the (possibly short-lived) login.
 fn connect_options(endpoint: &Endpoint, database: &str, login: &Login) -> PgConnectOptions {
-    PgConnectOptions::new()
+    let options = PgConnectOptions::new()
         .host(&endpoint.host)
         .port(endpoint.port)
         .database(database)
@@ -196,7 +202,11 @@ fn connect_options(endpoint: &Endpoint, database: &str, login: &Login) -> PgConn
             SslMode::VerifyFull => PgSslMode::VerifyFull,
         })
         .application_name(APPLICATION_NAME)
-        .options([("standard_conforming_strings", "on")])
+        .options([("standard_conforming_strings", "on")]);
+    match &login.set_role {
+        Some(role) => options.options([("role", role.as_str())]),
+        None => options,
+    }
 }
 
 /// Opens one connection, with a timeout, naming the endpoint (never the password) on error.

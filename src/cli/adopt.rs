@@ -15,7 +15,6 @@ use neo_reconcile::apply::adopt::{self, AdoptFrom, AdoptOutcome};
 use neo_reconcile::apply::RunContext;
 use neo_reconcile::db;
 use neo_reconcile::desired::{Region, Scope, Tenant, TenantStatus};
-use neo_reconcile::sources::credentials::Sources;
 use neo_reconcile::sources::git;
 
 #[derive(Debug, clap::Args)]
@@ -25,6 +24,8 @@ pub struct Args {
     /// The root of the desired-state tree.
     #[arg(default_value = ".")]
     pub dir: PathBuf,
+    #[command(flatten)]
+    pub vault: super::vault::VaultArgs,
     /// Adopt this tenant's schema (repeatable; tenant-scope sets).
     #[arg(long = "tenant", value_name = "TENANT")]
     pub tenants: Vec<String>,
@@ -92,9 +93,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .filter(|r| tenants.iter().any(|t| t.region == r.name))
                 .collect();
             super::runtime()?.block_on(async {
-                let connectors = db::resolve(&regions, &Sources).await;
-                adopt::adopt_tenants(&desired, &tenants, set, from, &connectors, &ctx).await
-            })
+                let sources = super::vault::sources(&args.vault, &regions).await?;
+                let connectors = db::resolve(&regions, &sources).await;
+                let outcomes =
+                    adopt::adopt_tenants(&desired, &tenants, set, from, &connectors, &ctx).await;
+                super::vault::finish(&sources).await;
+                anyhow::Ok(outcomes)
+            })?
         }
         Scope::Region => {
             if args.all || !args.tenants.is_empty() {
@@ -117,9 +122,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 v
             };
             super::runtime()?.block_on(async {
-                let connectors = db::resolve(&regions, &Sources).await;
-                adopt::adopt_region_set(&regions, set, from, &connectors, &ctx).await
-            })
+                let sources = super::vault::sources(&args.vault, &regions).await?;
+                let connectors = db::resolve(&regions, &sources).await;
+                let outcomes =
+                    adopt::adopt_region_set(&regions, set, from, &connectors, &ctx).await;
+                super::vault::finish(&sources).await;
+                anyhow::Ok(outcomes)
+            })?
         }
     };
     let mut refused = 0;

@@ -14,7 +14,6 @@ use neo_reconcile::engine;
 use neo_reconcile::plan::Plan;
 use neo_reconcile::reconcile::{self, Approval, ErrorKind, Mode, ReconcileError, Selection};
 use neo_reconcile::shutdown::Shutdown;
-use neo_reconcile::sources::credentials::Sources;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -33,6 +32,8 @@ pub struct Args {
     /// Apply only this tenant (repeatable).
     #[arg(long = "tenant", value_name = "TENANT")]
     pub tenants: Vec<String>,
+    #[command(flatten)]
+    pub vault: super::vault::VaultArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -81,10 +82,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (trigger, shutdown) = Shutdown::new();
     let outcome = runtime.block_on(async {
         let regions = engine::regions_to_observe(&desired, &options);
-        let connectors = db::resolve(&regions, &Sources).await;
+        let sources = super::vault::sources(&args.vault, &regions).await?;
+        let connectors = db::resolve(&regions, &sources).await;
         super::stop_on_signal(trigger);
-        reconcile::once(&desired, &selection, &mode, &connectors, &shutdown).await
-    });
+        let outcome = reconcile::once(&desired, &selection, &mode, &connectors, &shutdown).await;
+        // Every path of a run ends here, a stop request (Ctrl-C, SIGTERM) too: the leases of
+        // its dynamic logins are revoked.
+        drop(connectors);
+        super::vault::finish(&sources).await;
+        anyhow::Ok(outcome)
+    })?;
     let outcome = match outcome {
         Ok(o) => o,
         Err(ReconcileError::DesiredChanged { saved, now }) => {

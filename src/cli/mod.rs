@@ -5,6 +5,7 @@ pub mod adopt;
 pub mod apply;
 pub mod plan;
 pub mod validate;
+pub mod vault;
 
 use std::path::Path;
 

@@ -14,7 +14,6 @@ use neo_reconcile::plan::render::{self, TextOptions};
 use neo_reconcile::plan::Plan;
 use neo_reconcile::reconcile::{self, Mode, Selection};
 use neo_reconcile::shutdown::Shutdown;
-use neo_reconcile::sources::credentials::Sources;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -39,6 +38,8 @@ pub struct Args {
     /// Show the SQL each action runs (text format).
     #[arg(long)]
     pub show_sql: bool,
+    #[command(flatten)]
+    pub vault: super::vault::VaultArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -59,15 +60,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let plan = runtime
         .block_on(async {
             let regions = engine::regions_to_observe(&desired, &options);
-            let connectors = db::resolve(&regions, &Sources).await;
-            reconcile::once(
+            let sources = super::vault::sources(&args.vault, &regions).await?;
+            let connectors = db::resolve(&regions, &sources).await;
+            let outcome = reconcile::once(
                 &desired,
                 &selection,
                 &Mode::Plan,
                 &connectors,
                 &Shutdown::never(),
             )
-            .await
+            .await;
+            drop(connectors);
+            super::vault::finish(&sources).await;
+            anyhow::Ok(outcome?)
         })?
         .plan;
     match args.format {

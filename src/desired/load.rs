@@ -29,15 +29,16 @@ use sha2::{Digest, Sha256};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+use super::credentials;
 use super::diagnostic::{self, Diagnostic, Diagnostics, SourceText};
 use super::extensions;
 use super::identifiers;
-use super::raw::{RawCredentials, RawNeo, RawRegion, RawSchemaSet, RawTenant};
+use super::raw::{RawNeo, RawRegion, RawSchemaSet, RawTenant};
 use super::settings;
 use super::sql_check::{self, Checked};
 use super::{
-    ControlPlane, CredentialSource, Desired, Endpoint, Migration, Policy, Region, SchemaSet, Scope,
-    SslMode, Tenant, TenantStatus,
+    ControlPlane, Desired, Endpoint, Migration, Policy, Region, SchemaSet, Scope, SslMode, Tenant,
+    TenantStatus,
 };
 
 /// The outcome of reading a tree: the validated state when there is no error, and every
@@ -440,7 +441,7 @@ impl Cx {
             }
         };
 
-        let credentials = self.check_credentials(src, &raw.credentials);
+        let credentials = credentials::check(&mut self.diags, src, &raw.credentials);
         let apply = settings::check_apply(&mut self.diags, src, raw.apply.as_ref());
 
         if !ok {
@@ -457,61 +458,6 @@ impl Cx {
             },
             credentials: credentials?,
             apply: apply?,
-        })
-    }
-
-    fn check_credentials(
-        &mut self,
-        src: &SourceText,
-        creds: &Spanned<RawCredentials>,
-    ) -> Option<CredentialSource> {
-        let c = creds.get_ref();
-        let given: Vec<(&str, &Spanned<String>)> = [
-            ("vault_kv", &c.vault_kv),
-            ("vault_database_role", &c.vault_database_role),
-            ("env", &c.env),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
-        .collect();
-        let [(kind, value)] = given.as_slice() else {
-            let message = if given.is_empty() {
-                "no credential source: set exactly one of vault_kv, vault_database_role or env"
-                    .to_string()
-            } else {
-                format!(
-                    "{} credential sources given ({}): set exactly one",
-                    given.len(),
-                    given.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
-                )
-            };
-            self.diags.error(src, creds.span(), "credentials", message);
-            return None;
-        };
-        let v = value.get_ref();
-        let field = format!("credentials.{kind}");
-        let valid = match *kind {
-            "env" => is_env_prefix(v),
-            _ => !v.is_empty() && !v.starts_with('/') && !v.contains(char::is_whitespace),
-        };
-        if !valid {
-            let hint = match *kind {
-                "env" => "an environment variable prefix such as \"NEO_US_EAST\" (uppercase letters, digits and '_'); neo-reconcile reads <PREFIX>_USER and <PREFIX>_PASSWORD",
-                "vault_kv" => "a Vault KV v2 path such as \"secret/neo/regions/us-east\", without a leading '/'",
-                _ => "a Vault database role path such as \"database/creds/neo-migrator-us\", without a leading '/'",
-            };
-            self.diags.error(
-                src,
-                value.span(),
-                field,
-                format!("invalid value {v:?}: use {hint}"),
-            );
-            return None;
-        }
-        Some(match *kind {
-            "vault_kv" => CredentialSource::VaultKv(v.clone()),
-            "vault_database_role" => CredentialSource::VaultDatabaseRole(v.clone()),
-            _ => CredentialSource::Env(v.clone()),
         })
     }
 
@@ -1541,14 +1487,6 @@ fn is_identifier(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
 }
 
-fn is_env_prefix(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b[0].is_ascii_uppercase()
-        && b.iter()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_')
-}
-
 fn is_readme(name: &str) -> bool {
     name.eq_ignore_ascii_case("README.md") || name.eq_ignore_ascii_case("README")
 }
@@ -1632,6 +1570,5 @@ mod tests {
         );
         assert!(is_slug(&"a".repeat(40)) && !is_slug(&"a".repeat(41)));
         assert!(is_identifier("neo_us") && !is_identifier("neo-us") && !is_identifier(""));
-        assert!(is_env_prefix("NEO_US_EAST") && !is_env_prefix("neo") && !is_env_prefix("1A"));
     }
 }

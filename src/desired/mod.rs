@@ -8,6 +8,7 @@
 //! no credential value is held here, only where to fetch it; no derived PostgreSQL
 //! identifier is longer than the 63 bytes PostgreSQL keeps (see [`identifiers`]).
 
+mod credentials;
 pub mod diagnostic;
 mod extensions;
 pub mod identifiers;
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use credentials::database_role_parts;
 pub use diagnostic::{Diagnostic, Severity};
 pub use load::{load, Loaded};
 
@@ -176,7 +178,7 @@ pub struct Region {
     pub name: String,
     pub residency: String,
     pub postgres: Endpoint,
-    pub credentials: CredentialSource,
+    pub credentials: Credentials,
     pub apply: ApplySettings,
 }
 
@@ -216,15 +218,52 @@ impl SslMode {
     }
 }
 
+/// A region's `[credentials]`: where its login comes from, and the role its sessions act as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub source: CredentialSource,
+    /// `set_role`: every session of the region first runs `SET ROLE` to it (set at connection
+    /// start), so that what it creates belongs to a stable role and not to a short-lived login.
+    pub set_role: Option<String>,
+}
+
+impl Credentials {
+    /// Credentials from `source`, without `set_role`.
+    pub fn from(source: CredentialSource) -> Credentials {
+        Credentials {
+            source,
+            set_role: None,
+        }
+    }
+}
+
 /// Where a region's database credentials come from. Only the location is held, never a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CredentialSource {
-    /// A KV v2 secret holding `username` and `password`.
-    VaultKv(String),
-    /// A Vault database secrets engine role issuing dynamic credentials.
+    /// A KV v2 secret (`<mount>/<path>`) holding the username and the password in the named
+    /// fields (`username` and `password` unless configured).
+    VaultKv {
+        path: String,
+        username_field: String,
+        password_field: String,
+    },
+    /// A Vault database secrets engine role (`<mount>/creds/<role>`) issuing dynamic,
+    /// leased credentials.
     VaultDatabaseRole(String),
     /// Development and CI only: `<PREFIX>_USER` and `<PREFIX>_PASSWORD` from the environment.
     Env(String),
+}
+
+impl CredentialSource {
+    /// The Vault path the source reads, if it is a Vault source.
+    pub fn vault_path(&self) -> Option<&str> {
+        match self {
+            CredentialSource::VaultKv { path, .. } | CredentialSource::VaultDatabaseRole(path) => {
+                Some(path)
+            }
+            CredentialSource::Env(_) => None,
+        }
+    }
 }
 
 /// How apply behaves in a region (`[apply]`).

@@ -101,6 +101,15 @@ pub struct RawCredentials {
     pub vault_database_role: Option<Spanned<String>>,
     #[serde(default)]
     pub env: Option<Spanned<String>>,
+    /// The KV secret's field holding the username (`vault_kv` only; default `username`).
+    #[serde(default)]
+    pub username_field: Option<Spanned<String>>,
+    /// The KV secret's field holding the password (`vault_kv` only; default `password`).
+    #[serde(default)]
+    pub password_field: Option<Spanned<String>>,
+    /// The role every session runs `SET ROLE` to.
+    #[serde(default)]
+    pub set_role: Option<Spanned<String>>,
 }
 
 /// `[apply]` in a region file.

@@ -9,8 +9,8 @@ use expect_test::{expect, Expect};
 use super::render::{self, TextOptions};
 use super::*;
 use crate::desired::{
-    ApplySettings, ControlPlane, CredentialSource, Endpoint, Migration, Policy, Region, SchemaSet,
-    Scope, SslMode, Tenant,
+    ApplySettings, ControlPlane, CredentialSource, Credentials, Endpoint, Migration, Policy,
+    Region, SchemaSet, Scope, SslMode, Tenant,
 };
 use crate::observed::{Bookkeeping, HistoryRow, RegistryRow, TenantRow};
 
@@ -42,7 +42,7 @@ fn region(name: &str, port: u16) -> Region {
             database: format!("db_{name}"),
             sslmode: SslMode::Disable,
         },
-        credentials: CredentialSource::Env(name.to_uppercase()),
+        credentials: Credentials::from(CredentialSource::Env(name.to_uppercase())),
         apply: ApplySettings::default(),
     }
 }

@@ -1,16 +1,19 @@
 //! Database credentials, behind the [`Credentials`] trait.
 //!
 //! A region's `[credentials]` names where its login comes from; [`Sources`] dispatches on
-//! that. The development source `env = "PREFIX"` reads `PREFIX_USER` and `PREFIX_PASSWORD`.
-//! The Vault sources (`vault_kv`, `vault_database_role`) are reported as unavailable by this
-//! build rather than guessed at. Secrets are held in [`Secret`], whose `Debug` and `Display`
+//! that. The development source `env = "PREFIX"` reads `PREFIX_USER` and `PREFIX_PASSWORD`;
+//! the Vault sources (`vault_kv`, `vault_database_role`) go to the process's [`Vault`]
+//! client, when one is configured. Secrets are held in [`Secret`], whose `Debug` and `Display`
 //! never show the value, so they cannot reach a log line, a plan or an error by accident.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
+use crate::db::Lease;
 use crate::desired::{CredentialSource, Region};
+use crate::sources::vault::{Vault, VaultError};
 
 /// A secret value. Formatting it shows `***`; only [`Secret::expose`] gives the value.
 #[derive(Clone, PartialEq, Eq)]
@@ -44,14 +47,20 @@ impl fmt::Display for Secret {
 pub struct DbCredentials {
     pub username: String,
     pub password: Secret,
+    /// The lease of dynamic credentials, which must be renewed or replaced before it ends.
+    pub lease: Option<Lease>,
 }
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum CredentialError {
     #[error("environment variable {0} is not set (the region's credentials are env = \"{1}\")")]
     MissingEnv(String, String),
-    #[error("credential source {0} is not available in this build of neo-reconcile; use env = \"PREFIX\" for now")]
-    Unsupported(&'static str),
+    #[error("region {region}: Vault {path}: {reason}")]
+    Vault {
+        region: String,
+        path: String,
+        reason: String,
+    },
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -64,9 +73,24 @@ pub trait Credentials: Send + Sync {
     ) -> BoxFuture<'a, Result<DbCredentials, CredentialError>>;
 }
 
-/// The credential sources of this build, chosen per region by its `[credentials]` table.
+/// The credential sources of this process, chosen per region by its `[credentials]` table:
+/// the environment, and Vault when it is configured (or why it could not be used).
 #[derive(Debug, Default, Clone)]
-pub struct Sources;
+pub struct Sources {
+    vault: Option<Result<Arc<Vault>, VaultError>>,
+}
+
+impl Sources {
+    /// Sources with a Vault client, or the reason there is none although one was configured.
+    pub fn with_vault(vault: Result<Arc<Vault>, VaultError>) -> Sources {
+        Sources { vault: Some(vault) }
+    }
+
+    /// The Vault client, if one is configured and logged in.
+    pub fn vault(&self) -> Option<&Arc<Vault>> {
+        self.vault.as_ref().and_then(|v| v.as_ref().ok())
+    }
+}
 
 impl Credentials for Sources {
     fn fetch<'a>(
@@ -74,15 +98,39 @@ impl Credentials for Sources {
         region: &'a Region,
     ) -> BoxFuture<'a, Result<DbCredentials, CredentialError>> {
         Box::pin(async move {
-            match &region.credentials {
-                CredentialSource::Env(prefix) => from_env(prefix, |k| std::env::var(k).ok()),
-                CredentialSource::VaultKv(_) => Err(CredentialError::Unsupported("vault_kv")),
-                CredentialSource::VaultDatabaseRole(_) => {
-                    Err(CredentialError::Unsupported("vault_database_role"))
-                }
+            let source = &region.credentials.source;
+            if let CredentialSource::Env(prefix) = source {
+                return from_env(prefix, |k| std::env::var(k).ok());
+            }
+            let fail = |reason: String| CredentialError::Vault {
+                region: region.name.clone(),
+                path: source.vault_path().unwrap_or_default().to_string(),
+                reason,
+            };
+            match &self.vault {
+                Some(Ok(vault)) => vault.fetch(region).await,
+                Some(Err(e)) => Err(fail(e.to_string())),
+                None => Err(fail(NOT_CONFIGURED.to_string())),
             }
         })
     }
+}
+
+/// Why a Vault source cannot be read when no Vault is configured.
+pub const NOT_CONFIGURED: &str =
+    "Vault is not configured: set VAULT_ADDR and a way to log in (VAULT_TOKEN, --vault-token-file, or AppRole's VAULT_ROLE_ID_FILE and VAULT_SECRET_ID_FILE)";
+
+/// The regions (name and Vault path) whose credentials come from Vault.
+pub fn vault_regions<'a>(regions: &[&'a Region]) -> Vec<(&'a str, &'a str)> {
+    regions
+        .iter()
+        .filter_map(|r| {
+            r.credentials
+                .source
+                .vault_path()
+                .map(|p| (r.name.as_str(), p))
+        })
+        .collect()
 }
 
 /// Reads `PREFIX_USER` and `PREFIX_PASSWORD` through `get`.
@@ -97,6 +145,7 @@ pub fn from_env(
     Ok(DbCredentials {
         username: var("USER")?,
         password: Secret::new(var("PASSWORD")?),
+        lease: None,
     })
 }
 
@@ -109,6 +158,7 @@ mod tests {
         let c = DbCredentials {
             username: "neo".into(),
             password: Secret::new("hunter2"),
+            lease: None,
         };
         assert!(!format!("{c:?}").contains("hunter2"));
         assert_eq!(c.password.to_string(), "***");

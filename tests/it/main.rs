@@ -14,4 +14,5 @@ mod safety;
 mod support;
 mod transaction_guard;
 mod validate;
+mod vault;
 mod world;

@@ -44,8 +44,8 @@ impl Credentials for Logins {
                 .unwrap()
                 .entry(region.name.clone())
                 .or_default() += 1;
-            let CredentialSource::Env(prefix) = &region.credentials else {
-                return Err(CredentialError::Unsupported("test logins"));
+            let CredentialSource::Env(prefix) = &region.credentials.source else {
+                return Err(CredentialError::MissingEnv("test".into(), "test".into()));
             };
             let (_, password) = self
                 .logins
@@ -55,6 +55,7 @@ impl Credentials for Logins {
             Ok(DbCredentials {
                 username: "neo_migrator".into(),
                 password: Secret::new(password.clone()),
+                lease: None,
             })
         })
     }

@@ -1,5 +1,7 @@
-//! Test support: throwaway PostgreSQL clusters, and logins handed to the library directly.
+//! Test support: throwaway PostgreSQL clusters and OpenBao servers, and logins handed to the
+//! library directly.
 #![allow(dead_code)]
 
+pub mod bao;
 pub mod logins;
 pub mod pg;
