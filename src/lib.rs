@@ -8,6 +8,7 @@
 
 pub mod apply;
 pub mod bookkeeping;
+pub mod daemon;
 pub mod db;
 pub mod desired;
 pub mod engine;
