@@ -258,7 +258,7 @@ async fn apply_migration(
         }
         Err(f) => f,
     };
-    let message = failure.error.to_string();
+    let error = failure.error.to_string();
     // A no-transaction migration repeats safely only when none of its statements completed
     // and the one that failed may run again.
     let completed_scripts = m.steps[..failure.step]
@@ -269,12 +269,23 @@ async fn apply_migration(
         && (!m.no_transaction
             || (completed_scripts == 0
                 && matches!(&m.steps[failure.step], Step::Script { sql, .. } if safe_to_repeat(sql))));
-    if m.no_transaction {
-        tracing::error!(file = %m.file, version = m.version, statements_completed = completed_scripts, error = %message, "No-transaction migration failed; the statements that completed stay.");
+    // What is reported and recorded. A transactional migration's history row keeps the
+    // server's error exactly; a no-transaction one says which statements ran, because those
+    // stay: nothing was rolled back.
+    let (message, recorded) = if m.no_transaction {
+        let total = m
+            .steps
+            .iter()
+            .filter(|s| matches!(s, Step::Script { .. }))
+            .count();
+        let text = no_transaction_failure(&m.steps, failure.step, body.len(), total, &error);
+        tracing::error!(file = %m.file, version = m.version, statements_completed = completed_scripts, statements = total, error = %error, "No-transaction migration failed; the statements that completed stay committed.");
+        (text.clone(), text)
     } else {
-        tracing::error!(file = %m.file, version = m.version, error = %message, "Migration failed; rolled back.");
-    }
-    values.error = &message;
+        tracing::error!(file = %m.file, version = m.version, error = %error, "Migration failed; rolled back.");
+        (format!("{error} (the migration was rolled back)"), error)
+    };
+    values.error = &recorded;
     if let Err(f) = run_steps(conn, &m.on_failure, &values).await {
         tracing::warn!(file = %m.file, error = %f.error, "Could not record the failed attempt in schema_history.");
     }
@@ -284,4 +295,39 @@ async fn apply_migration(
         message,
         transient,
     })
+}
+
+/// What a failed `-- neo:no-transaction` migration reports and records: which statement
+/// failed, how many completed before it (they stay), and that the next apply runs the file
+/// again. `failed` is the index of the failed step; steps from `history` on write the history
+/// row.
+fn no_transaction_failure(
+    steps: &[Step],
+    failed: usize,
+    history: usize,
+    total: usize,
+    error: &str,
+) -> String {
+    let completed = steps[..failed]
+        .iter()
+        .filter(|s| matches!(s, Step::Script { .. }))
+        .count();
+    if failed >= history || completed == total {
+        return format!(
+            "all {total} statement(s) completed and stay committed, but the session reset or \
+             the history row failed; the next apply runs the file again: {error}"
+        );
+    }
+    if !matches!(steps[failed], Step::Script { .. }) {
+        return format!(
+            "failed before statement {} of {total}; {completed} completed and stay committed \
+             (the next apply runs the file again): {error}",
+            completed + 1
+        );
+    }
+    format!(
+        "statement {} of {total} failed; {completed} completed before it and stay committed \
+         (the next apply runs the file again): {error}",
+        completed + 1
+    )
 }

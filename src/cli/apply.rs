@@ -180,7 +180,7 @@ fn print_report(report: &apply::ApplyReport) {
             RegionOutcome::Failed(m) => println!("Region {}: FAILED{run}: {m}", r.name),
         }
         for f in &r.failed {
-            println!("  tenant {} FAILED (rolled back): {}", f.tenant, f.error);
+            println!("  tenant {} FAILED: {}", f.tenant, f.error);
         }
         for (t, why) in &r.not_started {
             println!("  tenant {t} not started: {why}");

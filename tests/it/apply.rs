@@ -274,7 +274,8 @@ fn failing_tenant_rolls_back_and_others_complete_with_high_max_failures() {
     let run = w.neo("apply", &["--auto-approve"]);
     run.expect_code(3);
     assert!(
-        run.stdout.contains("tenant globex FAILED (rolled back)")
+        run.stdout.contains("tenant globex FAILED: ")
+            && run.stdout.contains("(the migration was rolled back)")
             && run.stdout.contains("boom in tenant_globex"),
         "{}",
         run.stdout

@@ -187,3 +187,58 @@ fn a_no_transaction_migration_runs_a_begin_atomic_function_as_one_statement() {
     }
     w.neo("plan", &["--detailed-exitcode"]).expect_code(0);
 }
+
+#[test]
+fn a_no_transaction_migration_that_fails_halfway_says_which_statements_ran_and_never_rolled_back() {
+    let w = World::new();
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    w.edit("regions/us-east.toml", |s| {
+        s.replace("max_failures = 1", "max_failures = 10")
+    });
+    // Statement 1 completes everywhere; statement 2 fails where a marker table exists, which
+    // only globex has.
+    w.us.psql("neo_us", "CREATE TABLE tenant_globex.fail_marker ()");
+    let failing = "-- neo:no-transaction\n\
+CREATE TABLE IF NOT EXISTS audit_log (id bigint PRIMARY KEY);\n\
+DO $$ BEGIN IF to_regclass('fail_marker') IS NOT NULL THEN RAISE EXCEPTION 'boom in %', current_schema(); END IF; END $$;\n";
+    add_v7(&w, failing);
+    let run = w.neo("apply", &["--auto-approve"]);
+    run.expect_code(3);
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("tenant globex FAILED"))
+        .unwrap_or_else(|| panic!("no failure line:\n{}", run.stdout));
+    assert!(
+        line.contains("statement 2 of 2 failed; 1 completed before it and stay committed")
+            && line.contains("boom in tenant_globex")
+            && !line.contains("rolled back"),
+        "{line}"
+    );
+    assert!(!run.stderr.contains("rolled back"), "{}", run.stderr);
+    // The history row says the same; the first statement's table stays.
+    let recorded = w.us.psql(
+        "neo_us",
+        "SELECT error FROM neo_reconcile.schema_history \
+         WHERE target_schema = 'tenant_globex' AND version = 7 AND NOT success",
+    );
+    assert!(
+        recorded.contains("statement 2 of 2 failed; 1 completed before it")
+            && !recorded.contains("rolled back"),
+        "{recorded}"
+    );
+    assert_eq!(
+        w.us.psql(
+            "neo_us",
+            "SELECT to_regclass('tenant_globex.audit_log') IS NOT NULL"
+        )
+        .trim(),
+        "t"
+    );
+
+    // Once the cause is gone, the next apply runs the unchanged file again from its first
+    // statement and the fleet converges.
+    w.us.psql("neo_us", "DROP TABLE tenant_globex.fail_marker");
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    w.neo("plan", &["--detailed-exitcode"]).expect_code(0);
+}
