@@ -43,6 +43,8 @@ struct RunValues<'a> {
     run_id: i64,
     elapsed_ms: i64,
     error: &'a str,
+    /// Statements of a failed no-transaction migration that completed (NULL otherwise).
+    completed: Option<i32>,
 }
 
 /// Runs one action of a region. Not for `Bootstrap` and `UpdateRegistry`, which need other
@@ -72,6 +74,7 @@ pub async fn run_action(
         run_id,
         elapsed_ms: 0,
         error: "",
+        completed: None,
     };
     let failed = |e: sqlx::Error| ActionError {
         transient: is_transient(&e),
@@ -177,6 +180,7 @@ async fn exec(
             Value::Run(RunValue::Commit) => query.bind(values.ctx.commit.as_deref()),
             Value::Run(RunValue::ElapsedMs) => query.bind(values.elapsed_ms),
             Value::Run(RunValue::Error) => query.bind(values.error),
+            Value::Run(RunValue::StatementsCompleted) => query.bind(values.completed),
         };
     }
     conn.execute(query).await.map(|_| ())
@@ -194,6 +198,7 @@ pub async fn run_setup(
         run_id: 0,
         elapsed_ms: 0,
         error: "",
+        completed: None,
     };
     run_steps(conn, steps, &values).await.map_err(|f| f.error)
 }
@@ -235,12 +240,25 @@ async fn apply_migration(
         run_id,
         elapsed_ms: 0,
         error: "",
+        completed: None,
     };
+    // A no-transaction migration whose earlier attempt of the same file failed after some
+    // statements continues after those: they stayed committed.
+    let skipped = if m.no_transaction {
+        resume_point(conn, m).await.map_err(|e| ActionError {
+            transient: is_transient(&e),
+            ..ActionError::new(&m.file, Some(m.version), &e)
+        })?
+    } else {
+        0
+    };
+    let steps = skip_statements(&m.steps, skipped);
+    if skipped > 0 {
+        tracing::info!(file = %m.file, version = m.version, statements_skipped = skipped, "Continuing a no-transaction migration after the statements an earlier attempt completed.");
+    }
     // The last step writes the history row; for a no-transaction migration it is bound with
     // the time the statements took.
-    let (body, history) = m
-        .steps
-        .split_at(m.steps.len() - usize::from(m.no_transaction));
+    let (body, history) = steps.split_at(steps.len() - usize::from(m.no_transaction));
     let mut result = run_steps(conn, body, &values).await;
     if result.is_ok() && m.no_transaction {
         values.elapsed_ms = started.elapsed().as_millis() as i64;
@@ -260,15 +278,15 @@ async fn apply_migration(
     };
     let error = failure.error.to_string();
     // A no-transaction migration repeats safely only when none of its statements completed
-    // and the one that failed may run again.
-    let completed_scripts = m.steps[..failure.step]
+    // in this attempt and the one that failed may run again.
+    let completed_scripts = steps[..failure.step]
         .iter()
         .filter(|s| matches!(s, Step::Script { .. }))
         .count();
     let transient = is_transient(&failure.error)
         && (!m.no_transaction
             || (completed_scripts == 0
-                && matches!(&m.steps[failure.step], Step::Script { sql, .. } if safe_to_repeat(sql))));
+                && matches!(&steps[failure.step], Step::Script { sql, .. } if safe_to_repeat(sql))));
     // What is reported and recorded. A transactional migration's history row keeps the
     // server's error exactly; a no-transaction one says which statements ran, because those
     // stay: nothing was rolled back.
@@ -278,8 +296,16 @@ async fn apply_migration(
             .iter()
             .filter(|s| matches!(s, Step::Script { .. }))
             .count();
-        let text = no_transaction_failure(&m.steps, failure.step, body.len(), total, &error);
-        tracing::error!(file = %m.file, version = m.version, statements_completed = completed_scripts, statements = total, error = %error, "No-transaction migration failed; the statements that completed stay committed.");
+        let completed = skipped + completed_scripts;
+        values.completed = Some(completed as i32);
+        let text = no_transaction_failure(
+            &steps[failure.step],
+            completed,
+            failure.step >= body.len(),
+            total,
+            &error,
+        );
+        tracing::error!(file = %m.file, version = m.version, statements_completed = completed, statements = total, error = %error, "No-transaction migration failed; the statements that completed stay committed.");
         (text.clone(), text)
     } else {
         tracing::error!(file = %m.file, version = m.version, error = %error, "Migration failed; rolled back.");
@@ -298,36 +324,73 @@ async fn apply_migration(
 }
 
 /// What a failed `-- neo:no-transaction` migration reports and records: which statement
-/// failed, how many completed before it (they stay), and that the next apply runs the file
-/// again. `failed` is the index of the failed step; steps from `history` on write the history
-/// row.
+/// failed, how many completed before it (they stay), and that the next apply continues after
+/// them. `at_history`: the failure came after the statements, at the session reset or the
+/// history row.
 fn no_transaction_failure(
-    steps: &[Step],
-    failed: usize,
-    history: usize,
+    failed: &Step,
+    completed: usize,
+    at_history: bool,
     total: usize,
     error: &str,
 ) -> String {
-    let completed = steps[..failed]
-        .iter()
-        .filter(|s| matches!(s, Step::Script { .. }))
-        .count();
-    if failed >= history || completed == total {
+    if at_history || completed == total {
         return format!(
             "all {total} statement(s) completed and stay committed, but the session reset or \
-             the history row failed; the next apply runs the file again: {error}"
+             the history row failed; the next apply records it without running them again: \
+             {error}"
         );
     }
-    if !matches!(steps[failed], Step::Script { .. }) {
+    let next = completed + 1;
+    if !matches!(failed, Step::Script { .. }) {
         return format!(
-            "failed before statement {} of {total}; {completed} completed and stay committed \
-             (the next apply runs the file again): {error}",
-            completed + 1
+            "failed before statement {next} of {total}; {completed} completed and stay \
+             committed (the next apply continues with statement {next}): {error}"
         );
     }
     format!(
-        "statement {} of {total} failed; {completed} completed before it and stay committed \
-         (the next apply runs the file again): {error}",
-        completed + 1
+        "statement {next} of {total} failed; {completed} completed before it and stay \
+         committed (the next apply continues with statement {next}): {error}"
     )
+}
+
+/// How many statements of a no-transaction migration an earlier attempt of the same file
+/// (same checksum) in the same schema completed before it failed: the latest failed attempt
+/// says. 0 when there is none or the file changed since.
+async fn resume_point(conn: &mut PgConnection, m: &MigrationRun) -> Result<usize, sqlx::Error> {
+    let last: Option<(String, Option<i32>)> = sqlx::query_as(
+        "SELECT checksum, statements_completed FROM neo_reconcile.schema_history \
+         WHERE target_schema = $1 AND schema_set = $2 AND version = $3 AND NOT success \
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(&m.schema)
+    .bind(&m.set)
+    .bind(m.version as i32)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(match last {
+        Some((checksum, Some(n))) if checksum == m.checksum && n > 0 => n as usize,
+        _ => 0,
+    })
+}
+
+/// The steps without the first `skip` statements of the file (the session setup, the rest
+/// and the history row stay).
+fn skip_statements(steps: &[Step], skip: usize) -> std::borrow::Cow<'_, [Step]> {
+    if skip == 0 {
+        return std::borrow::Cow::Borrowed(steps);
+    }
+    let mut seen = 0;
+    let kept = steps
+        .iter()
+        .filter(|s| {
+            if !matches!(s, Step::Script { .. }) {
+                return true;
+            }
+            seen += 1;
+            seen > skip
+        })
+        .cloned()
+        .collect();
+    std::borrow::Cow::Owned(kept)
 }

@@ -22,6 +22,11 @@ pub struct MigrationRun {
     pub file: String,
     /// `-- neo:no-transaction`: the steps run outside a transaction, one statement at a time.
     pub no_transaction: bool,
+    /// Where its history rows go and the file's checksum: a failed attempt of a
+    /// no-transaction migration is continued only for the same file in the same schema.
+    pub schema: String,
+    pub set: String,
+    pub checksum: String,
     pub steps: Vec<Step>,
     /// Runs after a failed step (after `ROLLBACK` when the migration ran in a transaction):
     /// resets the session where needed and records the failed attempt.
@@ -433,6 +438,11 @@ fn history_insert(schema: &str, set: &str, m: &Migration, attempt: Attempt) -> S
         Attempt::Alone => ("$9", "true", "NULL"),
         Attempt::Failed => ("0", "false", "$9"),
     };
+    let completed = if matches!(attempt, Attempt::Failed) {
+        "$10"
+    } else {
+        "NULL"
+    };
     let mut params = vec![
         Value::Text(schema.into()),
         Value::Text(set.into()),
@@ -446,13 +456,16 @@ fn history_insert(schema: &str, set: &str, m: &Migration, attempt: Attempt) -> S
     match attempt {
         Attempt::InTransaction => {}
         Attempt::Alone => params.push(Value::Run(RunValue::ElapsedMs)),
-        Attempt::Failed => params.push(Value::Run(RunValue::Error)),
+        Attempt::Failed => params.extend([
+            Value::Run(RunValue::Error),
+            Value::Run(RunValue::StatementsCompleted),
+        ]),
     }
     Statement::with(
         format!(
             "INSERT INTO neo_reconcile.schema_history \
-             (target_schema, schema_set, version, description, checksum, applied_by, git_commit, execution_ms, success, run_id, error) \
-             VALUES ($1, $2, $3::int, $4, $5, session_user || '@' || $6, $7, {elapsed}, {success}, $8, {error})"
+             (target_schema, schema_set, version, description, checksum, applied_by, git_commit, execution_ms, success, run_id, error, statements_completed) \
+             VALUES ($1, $2, $3::int, $4, $5, session_user || '@' || $6, $7, {elapsed}, {success}, $8, {error}, {completed}::int)"
         ),
         params,
     )
@@ -504,6 +517,9 @@ fn migration_run(
         version: m.version,
         file: m.file.clone(),
         no_transaction: step.no_transaction,
+        schema: schema.to_string(),
+        set: set.to_string(),
+        checksum: m.checksum.clone(),
         steps,
         on_failure,
     }

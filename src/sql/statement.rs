@@ -72,6 +72,9 @@ pub enum RunValue {
     ElapsedMs,
     /// The database's error text of a failed attempt.
     Error,
+    /// How many statements of a failed `-- neo:no-transaction` migration completed (NULL
+    /// for a transactional one).
+    StatementsCompleted,
 }
 
 impl RunValue {
@@ -82,6 +85,7 @@ impl RunValue {
             RunValue::Commit => "<git commit>",
             RunValue::ElapsedMs => "<elapsed ms>",
             RunValue::Error => "<error text>",
+            RunValue::StatementsCompleted => "<statements completed>",
         }
     }
 }

@@ -189,7 +189,8 @@ fn a_no_transaction_migration_runs_a_begin_atomic_function_as_one_statement() {
 }
 
 #[test]
-fn a_no_transaction_migration_that_fails_halfway_says_which_statements_ran_and_never_rolled_back() {
+fn a_no_transaction_migration_that_fails_halfway_says_which_statements_ran_and_continues_after_them(
+) {
     let w = World::new();
     w.neo("apply", &["--auto-approve"]).expect_code(0);
     w.edit("regions/us-east.toml", |s| {
@@ -199,7 +200,7 @@ fn a_no_transaction_migration_that_fails_halfway_says_which_statements_ran_and_n
     // only globex has.
     w.us.psql("neo_us", "CREATE TABLE tenant_globex.fail_marker ()");
     let failing = "-- neo:no-transaction\n\
-CREATE TABLE IF NOT EXISTS audit_log (id bigint PRIMARY KEY);\n\
+CREATE TABLE audit_log (id bigint PRIMARY KEY);\n\
 DO $$ BEGIN IF to_regclass('fail_marker') IS NOT NULL THEN RAISE EXCEPTION 'boom in %', current_schema(); END IF; END $$;\n";
     add_v7(&w, failing);
     let run = w.neo("apply", &["--auto-approve"]);
@@ -210,7 +211,7 @@ DO $$ BEGIN IF to_regclass('fail_marker') IS NOT NULL THEN RAISE EXCEPTION 'boom
         .find(|l| l.contains("tenant globex FAILED"))
         .unwrap_or_else(|| panic!("no failure line:\n{}", run.stdout));
     assert!(
-        line.contains("statement 2 of 2 failed; 1 completed before it and stay committed")
+        line.contains("statement 2 of 2 failed; 1 completed before it and stay committed (the next apply continues with statement 2)")
             && line.contains("boom in tenant_globex")
             && !line.contains("rolled back"),
         "{line}"
@@ -219,11 +220,11 @@ DO $$ BEGIN IF to_regclass('fail_marker') IS NOT NULL THEN RAISE EXCEPTION 'boom
     // The history row says the same; the first statement's table stays.
     let recorded = w.us.psql(
         "neo_us",
-        "SELECT error FROM neo_reconcile.schema_history \
+        "SELECT statements_completed || ' ' || error FROM neo_reconcile.schema_history \
          WHERE target_schema = 'tenant_globex' AND version = 7 AND NOT success",
     );
     assert!(
-        recorded.contains("statement 2 of 2 failed; 1 completed before it")
+        recorded.starts_with("1 statement 2 of 2 failed; 1 completed before it")
             && !recorded.contains("rolled back"),
         "{recorded}"
     );
@@ -236,9 +237,16 @@ DO $$ BEGIN IF to_regclass('fail_marker') IS NOT NULL THEN RAISE EXCEPTION 'boom
         "t"
     );
 
-    // Once the cause is gone, the next apply runs the unchanged file again from its first
-    // statement and the fleet converges.
+    // Once the cause is gone, the next apply continues with statement 2 (statement 1, a plain
+    // CREATE TABLE, would fail if it ran again) and the fleet converges.
     w.us.psql("neo_us", "DROP TABLE tenant_globex.fail_marker");
-    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    let run = w.neo("apply", &["--auto-approve"]);
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains("Continuing a no-transaction migration")
+            && run.stderr.contains("statements_skipped=1"),
+        "{}",
+        run.stderr
+    );
     w.neo("plan", &["--detailed-exitcode"]).expect_code(0);
 }
