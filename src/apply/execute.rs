@@ -9,7 +9,7 @@ use sqlx::postgres::PgConnection;
 use sqlx::Executor;
 
 use super::context::RunContext;
-use crate::desired::{Desired, Region};
+use crate::desired::{Desired, Region, TransactionShape};
 use crate::plan::Action;
 use crate::sql::{self, MigrationRun, RunValue, Statement, Step, Value};
 
@@ -47,69 +47,199 @@ struct RunValues<'a> {
     completed: Option<i32>,
 }
 
-/// Runs one action of a region. Not for `Bootstrap` and `UpdateRegistry`, which need other
-/// connections and are run by the caller. `resume`: the action failed before and is tried
-/// again; migrations that history shows as applied (by the earlier attempt, perhaps with the
-/// acknowledgement of its commit lost) are skipped.
-pub async fn run_action(
+/// Runs a target's actions in order on one connection (a tenant's, or one region-scope
+/// action): their programs, joined into one transaction per run of transactional pieces when
+/// the region's `[apply] transaction` is `"per_tenant"` (see [`sql::programs`], which
+/// `plan --show-sql` shows). Not for `Bootstrap` and `UpdateRegistry`, which need other
+/// connections and are run by the caller. `resume`: the first action failed before and is
+/// tried again; its migrations that history shows as applied (by the earlier attempt, perhaps
+/// with the acknowledgement of its commit lost) are skipped.
+///
+/// On failure: the index of the first action not completed (a failed transaction rolls back
+/// to its `BEGIN`, so that is the action the transaction started in) and the error.
+pub async fn run_actions(
     conn: &mut PgConnection,
     desired: &Desired,
     region: &Region,
     ctx: &RunContext,
     run_id: i64,
-    action: &Action,
+    actions: &[&Action],
     resume: bool,
-) -> Result<(), ActionError> {
-    let what = super::report::describe(action);
-    if matches!(
-        action,
-        Action::Bootstrap { .. } | Action::UpdateRegistry { .. }
-    ) {
-        return Err(ActionError::new(&what, None, "not run per tenant"));
+) -> Result<(), (usize, ActionError)> {
+    let mut programs = Vec::with_capacity(actions.len());
+    for (i, action) in actions.iter().enumerate() {
+        let what = super::report::describe(action);
+        if matches!(
+            action,
+            Action::Bootstrap { .. } | Action::UpdateRegistry { .. }
+        ) {
+            return Err((i, ActionError::new(&what, None, "not run per tenant")));
+        }
+        let program = sql::program(action, desired, region)
+            .map_err(|e| (i, ActionError::new(&what, None, e)))?;
+        programs.push(program);
     }
-    let program =
-        sql::program(action, desired, region).map_err(|e| ActionError::new(&what, None, e))?;
-    let values = RunValues {
+    if resume {
+        if let (Some(action), Some(program)) = (actions.first(), programs.first_mut()) {
+            let applied = applied_versions(conn, action).await.map_err(|e| {
+                let what = super::report::describe(action);
+                (0, failed_action(&what, None, &e))
+            })?;
+            program
+                .migrations
+                .retain(|m| !applied.contains(&(m.version as i32)));
+        }
+    }
+    if region.apply.transaction == TransactionShape::PerTenant {
+        sql::join_transactions(&mut programs.iter_mut().collect::<Vec<_>>());
+    }
+    let mut tx = Transaction::default();
+    for (i, (action, program)) in actions.iter().zip(&programs).enumerate() {
+        let what = super::report::describe(action);
+        if !program.setup.is_empty() {
+            run_piece(conn, &program.setup, None, i, &mut tx, ctx, run_id)
+                .await
+                .map_err(|(at, e)| {
+                    (
+                        at,
+                        ActionError {
+                            what: what.clone(),
+                            ..e
+                        },
+                    )
+                })?;
+        }
+        for m in &program.migrations {
+            let result = if m.no_transaction {
+                apply_migration(conn, m, ctx, run_id)
+                    .await
+                    .map_err(|e| (i, e))
+            } else {
+                run_piece(conn, &m.steps, Some(m), i, &mut tx, ctx, run_id).await
+            };
+            result.map_err(|(at, e)| {
+                (
+                    at,
+                    ActionError {
+                        what: format!("{what}: {}", m.file),
+                        ..e
+                    },
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The versions of an action's set that history records as applied in its schema.
+async fn applied_versions(
+    conn: &mut PgConnection,
+    action: &Action,
+) -> Result<Vec<i32>, sqlx::Error> {
+    let Action::Migrate {
+        schema, schema_set, ..
+    } = action
+    else {
+        return Ok(Vec::new());
+    };
+    sqlx::query_scalar(
+        "SELECT version FROM neo_reconcile.schema_history \
+         WHERE target_schema = $1 AND schema_set = $2 AND success",
+    )
+    .bind(schema)
+    .bind(schema_set)
+    .fetch_all(&mut *conn)
+    .await
+}
+
+fn failed_action(what: &str, version: Option<u32>, e: &sqlx::Error) -> ActionError {
+    ActionError {
+        transient: is_transient(e),
+        ..ActionError::new(what, version, e)
+    }
+}
+
+/// The transaction a target's pieces run in: open or not, the action it began in, and the
+/// migrations it holds so far (logged as applied once it commits).
+#[derive(Default)]
+struct Transaction<'a> {
+    open: bool,
+    began_in: usize,
+    pieces: usize,
+    migrations: Vec<(&'a MigrationRun, Instant)>,
+}
+
+/// Runs one transactional piece of action `action` (a lifecycle action's or a migration's
+/// steps, with or without their own `BEGIN`/`COMMIT` once joined). On failure the open
+/// transaction is rolled back, a failed migration's attempt is recorded, and the error names
+/// the action the rolled-back transaction began in.
+async fn run_piece<'a>(
+    conn: &mut PgConnection,
+    steps: &[Step],
+    migration: Option<&'a MigrationRun>,
+    action: usize,
+    tx: &mut Transaction<'a>,
+    ctx: &RunContext,
+    run_id: i64,
+) -> Result<(), (usize, ActionError)> {
+    if matches!(steps.first(), Some(Step::Begin)) {
+        *tx = Transaction {
+            began_in: action,
+            ..Transaction::default()
+        };
+    }
+    if let Some(m) = migration {
+        tx.migrations.push((m, Instant::now()));
+    }
+    tx.pieces += 1;
+    let mut values = RunValues {
         ctx,
         run_id,
         elapsed_ms: 0,
         error: "",
         completed: None,
     };
-    let failed = |e: sqlx::Error| ActionError {
-        transient: is_transient(&e),
-        ..ActionError::new(&what, None, &e)
-    };
-    run_steps(conn, &program.setup, &values)
-        .await
-        .map_err(|f| failed(f.error))?;
-    let applied: Vec<i32> = match action {
-        Action::Migrate {
-            schema, schema_set, ..
-        } if resume => sqlx::query_scalar(
-            "SELECT version FROM neo_reconcile.schema_history \
-             WHERE target_schema = $1 AND schema_set = $2 AND success",
-        )
-        .bind(schema)
-        .bind(schema_set)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(failed)?,
-        _ => Vec::new(),
-    };
-    for m in program
-        .migrations
-        .iter()
-        .filter(|m| !applied.contains(&(m.version as i32)))
-    {
-        apply_migration(conn, m, ctx, run_id)
-            .await
-            .map_err(|e| ActionError {
-                what: format!("{what}: {}", m.file),
-                ..e
-            })?;
+    match run_steps_in(conn, steps, &values, &mut tx.open).await {
+        Ok(()) => {
+            if !tx.open {
+                for (m, started) in tx.migrations.drain(..) {
+                    tracing::info!(file = %m.file, version = m.version, elapsed_ms = started.elapsed().as_millis() as u64, "Applied migration.");
+                }
+            }
+            Ok(())
+        }
+        Err(failure) => {
+            let error = failure.error.to_string();
+            let others = tx.pieces - 1;
+            let rolled_back = if others == 0 {
+                "(the migration was rolled back)".to_string()
+            } else {
+                format!("(rolled back, with the {others} other change(s) of this target since its BEGIN)")
+            };
+            let version = migration.map(|m| m.version);
+            if let Some(m) = migration {
+                tracing::error!(file = %m.file, version = m.version, rolled_back_with = others, error = %error, "Migration failed; its transaction was rolled back.");
+                values.error = &error;
+                if let Err(f) = run_steps(conn, &m.on_failure, &values).await {
+                    tracing::warn!(file = %m.file, error = %f.error, "Could not record the failed attempt in schema_history.");
+                }
+            }
+            let rolled_back = if migration.is_some() {
+                rolled_back
+            } else {
+                rolled_back.replace("the migration was", "it was")
+            };
+            Err((
+                tx.began_in,
+                ActionError {
+                    what: String::new(),
+                    version,
+                    message: format!("{error} {rolled_back}"),
+                    transient: is_transient(&failure.error),
+                },
+            ))
+        }
     }
-    Ok(())
 }
 
 /// A step that failed, and whether a transaction was open when it did (it was rolled back).
@@ -126,15 +256,25 @@ async fn run_steps(
     steps: &[Step],
     values: &RunValues<'_>,
 ) -> Result<(), StepFailure> {
-    let mut in_transaction = false;
+    run_steps_in(conn, steps, values, &mut false).await
+}
+
+/// As [`run_steps`], for steps that may continue (or leave open) a transaction begun by
+/// earlier steps: `in_transaction` says whether one is open, before and after.
+async fn run_steps_in(
+    conn: &mut PgConnection,
+    steps: &[Step],
+    values: &RunValues<'_>,
+    in_transaction: &mut bool,
+) -> Result<(), StepFailure> {
     for (i, step) in steps.iter().enumerate() {
         let result = match step {
             Step::Begin => {
-                in_transaction = true;
+                *in_transaction = true;
                 conn.execute(sqlx::raw_sql("BEGIN")).await.map(|_| ())
             }
             Step::Commit => {
-                in_transaction = false;
+                *in_transaction = false;
                 conn.execute(sqlx::raw_sql("COMMIT")).await.map(|_| ())
             }
             Step::Script { sql, .. } => conn.execute(sqlx::raw_sql(sql)).await.map(|_| ()),
@@ -142,7 +282,7 @@ async fn run_steps(
             Step::Note(_) => Ok(()),
         };
         if let Err(error) = result {
-            if in_transaction {
+            if std::mem::take(in_transaction) {
                 if let Err(e) = conn.execute(sqlx::raw_sql("ROLLBACK")).await {
                     tracing::warn!(error = %e, "Could not roll back; the connection will be replaced.");
                 }

@@ -167,19 +167,17 @@ impl TenantRunner<'_> {
         actions: &[&Action],
         resume: bool,
     ) -> Result<usize, (usize, String, bool)> {
-        for (i, action) in actions.iter().enumerate() {
-            execute::run_action(
-                conn,
-                self.run.desired,
-                self.run.region,
-                self.run.ctx,
-                self.run_id,
-                action,
-                resume && i == 0,
-            )
-            .await
-            .map_err(|e| (i, e.to_string(), e.transient))?;
-        }
+        execute::run_actions(
+            conn,
+            self.run.desired,
+            self.run.region,
+            self.run.ctx,
+            self.run_id,
+            actions,
+            resume,
+        )
+        .await
+        .map_err(|(i, e)| (i, e.to_string(), e.transient))?;
         Ok(actions.len())
     }
 }

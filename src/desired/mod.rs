@@ -282,6 +282,33 @@ pub struct ApplySettings {
     /// How many times a tenant whose work failed transiently (lock timeout, deadlock,
     /// serialization failure, dropped connection) is tried again.
     pub retries: u32,
+    /// How a target's migrations are grouped into transactions.
+    pub transaction: TransactionShape,
+}
+
+/// `[apply] transaction`: how a target's (a tenant's, or a region-scope set's) pending
+/// migrations are grouped into transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TransactionShape {
+    /// `"per_tenant"` (the default): all of a tenant's pending transactional migrations,
+    /// their history rows and its lifecycle action in one transaction; a failure rolls the
+    /// whole tenant back to where it was. A `-- neo:no-transaction` migration splits the group
+    /// where it stands.
+    #[default]
+    PerTenant,
+    /// `"per_migration"`: each migration in a transaction of its own with its history row.
+    PerMigration,
+}
+
+impl TransactionShape {
+    pub const NAMES: [&'static str; 2] = ["per_tenant", "per_migration"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TransactionShape::PerTenant => "per_tenant",
+            TransactionShape::PerMigration => "per_migration",
+        }
+    }
 }
 
 impl Default for ApplySettings {
@@ -293,6 +320,7 @@ impl Default for ApplySettings {
             statement_timeout: Duration::from_secs(15 * 60),
             lock_wait: Duration::from_secs(60),
             retries: 3,
+            transaction: TransactionShape::default(),
         }
     }
 }

@@ -128,6 +128,8 @@ pub struct RawApply {
     pub lock_wait: Option<Spanned<String>>,
     #[serde(default)]
     pub retries: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub transaction: Option<Spanned<String>>,
 }
 
 /// `tenants/<slug>.toml`.

@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::diagnostic::{Diagnostics, SourceText};
 use super::raw::{RawApply, RawPolicy};
-use super::{ApplySettings, Policy};
+use super::{ApplySettings, Policy, TransactionShape};
 
 /// The units of a duration, as messages list them.
 const DURATION_UNITS: &str = "ms, s, min, h or d";
@@ -124,6 +124,24 @@ pub(super) fn check_apply(
                     format!(
                         "{} is out of range: use a whole number from 0 to {MAX_RETRIES}",
                         v.get_ref()
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(v) = &a.transaction {
+        match v.get_ref().as_str() {
+            "per_tenant" => settings.transaction = TransactionShape::PerTenant,
+            "per_migration" => settings.transaction = TransactionShape::PerMigration,
+            other => {
+                ok = false;
+                diags.error(
+                    src,
+                    v.span(),
+                    "apply.transaction",
+                    format!(
+                        "unknown transaction shape {other:?}: use one of {}",
+                        TransactionShape::NAMES.join(", ")
                     ),
                 );
             }

@@ -8,7 +8,7 @@ use similar::udiff::UnifiedHunkHeader;
 use similar::{group_diff_ops, DiffOp};
 
 use super::types::{Action, Plan, RegionPlan, Summary};
-use crate::desired::{Desired, Region};
+use crate::desired::Desired;
 use crate::sql;
 
 /// Options of the text rendering.
@@ -74,7 +74,14 @@ fn region_text(out: &mut String, region: &RegionPlan, desired: &Desired, options
     if region.actions.is_empty() && region.blocked.is_empty() {
         let _ = writeln!(out, "  (no changes)");
     }
-    for action in &region.actions {
+    // The statements of every action, as apply runs them (joined per target, see
+    // `sql::programs`).
+    let programs = options
+        .show_sql
+        .then(|| desired.regions.get(&region.name))
+        .flatten()
+        .map(|r| sql::programs(&region.actions, desired, r));
+    for (i, action) in region.actions.iter().enumerate() {
         let _ = writeln!(out, "  {}", action_line(action));
         match action {
             Action::Migrate { versions, .. } => {
@@ -99,12 +106,12 @@ fn region_text(out: &mut String, region: &RegionPlan, desired: &Desired, options
             }
             _ => {}
         }
-        if let Some(region) = options
-            .show_sql
-            .then(|| desired.regions.get(&region.name))
-            .flatten()
-        {
-            for stmt in action_sql(action, desired, region) {
+        if let Some(program) = programs.as_ref().map(|p| &p[i]) {
+            let lines = match program {
+                Ok(program) => program.render(),
+                Err(e) => vec![format!("-- cannot show the statements: {e}")],
+            };
+            for stmt in lines {
                 for line in stmt.lines() {
                     let _ = writeln!(out, "        | {line}");
                 }
@@ -173,15 +180,6 @@ pub fn action_line(action: &Action) -> String {
             upsert.len(),
             delete.len()
         ),
-    }
-}
-
-/// The statements an action runs, exactly as apply runs them (see [`sql::program`]), for
-/// `--show-sql`.
-pub fn action_sql(action: &Action, desired: &Desired, region: &Region) -> Vec<String> {
-    match sql::program(action, desired, region) {
-        Ok(program) => program.render(),
-        Err(e) => vec![format!("-- cannot show the statements: {e}")],
     }
 }
 

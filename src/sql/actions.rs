@@ -2,7 +2,9 @@
 //! same [`Program`], so the two cannot drift apart.
 
 use super::statement::{ident, RunValue, Statement, Step, Value};
-use crate::desired::{identifiers, ApplySettings, Desired, Migration, Region, Scope};
+use crate::desired::{
+    identifiers, ApplySettings, Desired, Migration, Region, Scope, TransactionShape,
+};
 use crate::observed::RegistryRow;
 use crate::plan::{Action, MigrationStep};
 
@@ -48,8 +50,12 @@ impl Program {
             out.extend(super::statement::render_steps(&m.steps));
             out.push(if m.no_transaction {
                 "-- on failure: the session is reset and the attempt recorded (success = false); statements that completed stay".into()
-            } else {
+            } else if matches!(m.steps.first(), Some(Step::Begin))
+                && matches!(m.steps.last(), Some(Step::Commit))
+            {
                 "-- on failure: ROLLBACK, then the attempt is recorded (success = false)".into()
+            } else {
+                "-- on failure: ROLLBACK of the target's whole transaction (every change since its BEGIN), then the attempt is recorded (success = false)".into()
             });
         }
         out
@@ -116,6 +122,76 @@ pub fn program(
         setup,
         migrations: Vec::new(),
     })
+}
+
+/// The programs of a region's actions, as apply runs them: with `[apply] transaction =
+/// "per_tenant"`, each target's (a tenant's actions, or one region-scope action) are joined
+/// into as few transactions as its no-transaction migrations allow (see
+/// [`join_transactions`]).
+pub fn programs(
+    actions: &[Action],
+    desired: &Desired,
+    region: &Region,
+) -> Vec<Result<Program, ProgramError>> {
+    let mut programs: Vec<_> = actions
+        .iter()
+        .map(|a| program(a, desired, region))
+        .collect();
+    if region.apply.transaction == TransactionShape::PerMigration {
+        return programs;
+    }
+    // The targets in plan order: a tenant's actions together, any other action alone.
+    let mut targets: Vec<(Option<&str>, Vec<usize>)> = Vec::new();
+    for (i, action) in actions.iter().enumerate() {
+        match action.tenant() {
+            Some(t) => match targets.iter_mut().find(|(k, _)| *k == Some(t)) {
+                Some((_, list)) => list.push(i),
+                None => targets.push((Some(t), vec![i])),
+            },
+            None => targets.push((None, vec![i])),
+        }
+    }
+    for (_, indices) in targets {
+        let mut joined: Vec<&mut Program> = Vec::new();
+        let mut rest = programs.iter_mut().enumerate();
+        for &i in &indices {
+            let Some((_, Ok(p))) = rest.by_ref().find(|(j, _)| *j == i) else {
+                continue;
+            };
+            joined.push(p);
+        }
+        join_transactions(&mut joined);
+    }
+    programs
+}
+
+/// Joins a target's transactions into one: between two transactional pieces that follow each
+/// other (a lifecycle action's, a migration's), the first one's `COMMIT` and the second one's
+/// `BEGIN` are left out. A `-- neo:no-transaction` migration, which runs outside any
+/// transaction, ends the group before it and starts a new one after it. Pure: the same join
+/// serves `plan --show-sql` and apply.
+pub fn join_transactions(programs: &mut [&mut Program]) {
+    let mut pieces: Vec<&mut Vec<Step>> = Vec::new();
+    for p in programs.iter_mut() {
+        if !p.setup.is_empty() {
+            pieces.push(&mut p.setup);
+        }
+        for m in &mut p.migrations {
+            pieces.push(&mut m.steps);
+        }
+    }
+    let wrapped: Vec<bool> = pieces
+        .iter()
+        .map(|steps| {
+            matches!(steps.first(), Some(Step::Begin)) && matches!(steps.last(), Some(Step::Commit))
+        })
+        .collect();
+    for i in 1..pieces.len() {
+        if wrapped[i - 1] && wrapped[i] {
+            pieces[i - 1].pop();
+            pieces[i].remove(0);
+        }
+    }
 }
 
 /// A `migrate` action: the region-scope set's schema when it is new, then each migration.
@@ -380,8 +456,11 @@ fn session_settings(
     local: bool,
 ) -> Statement {
     let millis = |d: std::time::Duration| Value::Text(format!("{}ms", d.as_millis()));
+    // The transaction's id, for the guard, and when this migration started, for its history
+    // row (several migrations may share a transaction, so `now()` would not do).
     let txid = if local {
-        ", set_config('neo_reconcile.txid', txid_current()::text, true)"
+        ", set_config('neo_reconcile.txid', txid_current()::text, true), \
+         set_config('neo_reconcile.started', clock_timestamp()::text, true)"
     } else {
         ""
     };
@@ -431,7 +510,7 @@ enum Attempt {
 fn history_insert(schema: &str, set: &str, m: &Migration, attempt: Attempt) -> Statement {
     let (elapsed, success, error) = match attempt {
         Attempt::InTransaction => (
-            "(extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint",
+            "(extract(epoch FROM clock_timestamp() - current_setting('neo_reconcile.started')::timestamptz) * 1000)::bigint",
             "true",
             "NULL",
         ),

@@ -15,12 +15,14 @@
 //! Pure data: nothing here talks to a database.
 
 mod actions;
+#[cfg(test)]
+mod join_tests;
 mod split;
 mod statement;
 
 pub use actions::{
-    bootstrap_schema, create_database, create_tenant, program, region_set_owner, registry_update,
-    MigrationRun, Program, ProgramError,
+    bootstrap_schema, create_database, create_tenant, join_transactions, program, programs,
+    region_set_owner, registry_update, MigrationRun, Program, ProgramError,
 };
 pub use split::split_statements;
 pub use statement::{

@@ -13,6 +13,7 @@ mod remedies;
 mod safety;
 mod support;
 mod transaction_guard;
+mod transaction_shape;
 mod validate;
 mod vault;
 mod world;

@@ -510,9 +510,12 @@ fn plan_apply_and_compare(
         };
         let log = received(&log_since(cluster, offset));
         let region = &desired.regions[&r.name];
-        for action in &r.actions {
+        // The programs as apply runs them: a target's transactions joined per
+        // `[apply] transaction`.
+        let programs = sql::programs(&r.actions, &desired, region);
+        for (action, program) in r.actions.iter().zip(programs) {
             kinds.insert(action.kind());
-            let program = sql::program(action, &desired, region).unwrap();
+            let program = program.unwrap();
             // (a) The plan showed this program, line for line.
             let block: String = program
                 .render()

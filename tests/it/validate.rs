@@ -2960,3 +2960,28 @@ fn apply_retries_must_be_from_0_to_10() {
         "wrong type",
     );
 }
+
+#[test]
+fn apply_transaction_is_per_tenant_or_per_migration() {
+    let tree = Tree::example();
+    for ok in ["per_tenant", "per_migration"] {
+        tree.write(
+            "regions/eu-west.toml",
+            &format!("{EU_WEST}[apply]\ntransaction = \"{ok}\"\n"),
+        );
+        tree.validate().assert_valid();
+    }
+    tree.write(
+        "regions/eu-west.toml",
+        &format!("{EU_WEST}[apply]\ntransaction = \"per_schema\"\n"),
+    );
+    let r = tree.validate();
+    assert_diag(
+        r.only_error(),
+        "regions/eu-west.toml",
+        13,
+        15,
+        "apply.transaction",
+        "unknown transaction shape \"per_schema\": use one of per_tenant, per_migration",
+    );
+}

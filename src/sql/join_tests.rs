@@ -1,0 +1,91 @@
+//! Table-driven tests of [`super::join_transactions`]: which `BEGIN`s and `COMMIT`s stay when a
+//! target's pieces are joined into as few transactions as its no-transaction migrations allow.
+
+use super::actions::{join_transactions, MigrationRun, Program};
+use super::statement::{Statement, Step};
+
+/// A program from a compact description: `L` a lifecycle action (its setup in a
+/// transaction), then per migration `T` (transactional) or `N` (`-- neo:no-transaction`).
+fn program(spec: &str) -> Program {
+    let mut setup = Vec::new();
+    let mut migrations = Vec::new();
+    for (i, c) in spec.chars().enumerate() {
+        let wrapped = |name: &str| {
+            vec![
+                Step::Begin,
+                Step::Exec(Statement::fixed(name.to_string())),
+                Step::Commit,
+            ]
+        };
+        match c {
+            'L' => setup = wrapped("L"),
+            'T' | 'N' => migrations.push(MigrationRun {
+                version: i as u32,
+                file: format!("V{i}"),
+                no_transaction: c == 'N',
+                schema: "s".into(),
+                set: "t".into(),
+                checksum: String::new(),
+                steps: if c == 'T' {
+                    wrapped(&format!("V{i}"))
+                } else {
+                    vec![Step::Script {
+                        file: format!("V{i}"),
+                        sql: format!("V{i}"),
+                    }]
+                },
+                on_failure: Vec::new(),
+            }),
+            other => panic!("unknown piece {other}"),
+        }
+    }
+    Program { setup, migrations }
+}
+
+/// Joins the programs described by `specs` (one per action) and renders every piece's steps:
+/// `[` for a `BEGIN`, `]` for a `COMMIT`, the piece's name otherwise.
+fn check(specs: &[&str], expected: &str) {
+    let mut programs: Vec<Program> = specs.iter().map(|s| program(s)).collect();
+    join_transactions(&mut programs.iter_mut().collect::<Vec<_>>());
+    let mut out = Vec::new();
+    for p in &programs {
+        let pieces = std::iter::once(&p.setup)
+            .filter(|s| !s.is_empty())
+            .chain(p.migrations.iter().map(|m| &m.steps));
+        for steps in pieces {
+            out.push(
+                steps
+                    .iter()
+                    .map(|s| match s {
+                        Step::Begin => "[".to_string(),
+                        Step::Commit => "]".to_string(),
+                        Step::Exec(s) => s.sql.clone(),
+                        Step::Script { sql, .. } => format!("({sql})"),
+                        Step::Note(_) => String::new(),
+                    })
+                    .collect::<String>(),
+            );
+        }
+    }
+    assert_eq!(out.join(" "), expected, "specs {specs:?}");
+}
+
+#[test]
+fn join_transactions_cases() {
+    // One piece: unchanged.
+    check(&["L"], "[L]");
+    check(&["T"], "[V0]");
+    // A new tenant and its migrations: one transaction.
+    check(&["L", "TTT"], "[L V0 V1 V2]");
+    // A no-transaction migration splits the group where it stands.
+    check(&["L", "TTNTT"], "[L V0 V1] (V2) [V3 V4]");
+    check(&["NT"], "(V0) [V1]");
+    check(&["TN"], "[V0] (V1)");
+    check(&["NN"], "(V0) (V1)");
+    // Several actions of one tenant (a lifecycle action, two sets).
+    check(&["L", "TT", "T"], "[L V0 V1 V0]");
+    check(&["L", "TN", "TT"], "[L V0] (V1) [V0 V1]");
+    // Nothing to join.
+    check(&[], "");
+    check(&[""], "");
+}
