@@ -277,6 +277,9 @@ struct Config {
     profile: bool,
     /// `NEO_BENCH_AUTOVACUUM`: `on` (the default) or `off` on both servers.
     autovacuum: bool,
+    /// `NEO_BENCH_DURABILITY`: `on` (the default: PostgreSQL's `fsync`,
+    /// `synchronous_commit` and `full_page_writes`) or `off` on both servers.
+    durable: bool,
 }
 
 impl Config {
@@ -287,6 +290,7 @@ impl Config {
             rounds: env_number("NEO_BENCH_ROUNDS", 3),
             profile: std::env::var("NEO_BENCH_PROFILE").is_ok_and(|v| v == "1"),
             autovacuum: std::env::var("NEO_BENCH_AUTOVACUUM").map_or(true, |v| v != "off"),
+            durable: std::env::var("NEO_BENCH_DURABILITY").map_or(true, |v| v != "off"),
         };
         assert!(config.tenants >= 1 && config.parallel >= 1 && config.rounds >= 1);
         if config.rounds < 3 {
@@ -338,11 +342,16 @@ fn main() {
     std::env::set_var(format!("{CREDENTIALS}_USER"), LOGIN);
     std::env::set_var(format!("{CREDENTIALS}_PASSWORD"), &password);
     println!(
-        "apply bench: {} migrations x {} tenants, max_parallel {}, {} rounds, binary {BIN}",
+        "apply bench: {} migrations x {} tenants, max_parallel {}, {} rounds, durability {}, binary {BIN}",
         MIGRATIONS.len(),
         config.tenants,
         config.parallel,
-        config.rounds
+        config.rounds,
+        if config.durable {
+            "on (PostgreSQL's defaults: fsync, synchronous_commit, full_page_writes)"
+        } else {
+            "off (NEO_BENCH_DURABILITY=off: fsync, synchronous_commit, full_page_writes off)"
+        }
     );
     let work = tempfile::Builder::new()
         .prefix("neo-bench-apply-")
@@ -441,9 +450,11 @@ fn main() {
         v[v.len() / 2]
     };
     println!(
-        "transactions committed in {DB} per run (median): neo-reconcile {}, baseline {}",
+        "transactions committed in {DB} per run (median, pg_stat_database.xact_commit): neo-reconcile {} ({:.2} per tenant), baseline {} ({:.2} per tenant)",
         commits(&neo_samples),
-        commits(&base_samples)
+        commits(&neo_samples) as f64 / config.tenants as f64,
+        commits(&base_samples),
+        commits(&base_samples) as f64 / config.tenants as f64
     );
     let ratio = median(&walls(&neo_samples)).as_secs_f64() / base.as_secs_f64();
     let rss_bytes = max_rss(&neo_samples) * 1024;
@@ -484,7 +495,7 @@ fn run_round(
     order: [Side; 2],
     profile: bool,
 ) -> (Measured, Vec<Sample>) {
-    let clusters = PgCluster::start_many(2);
+    let clusters = PgCluster::start_many_with(2, config.durable);
     let (neo_cluster, base_cluster) = (&clusters[0], &clusters[1]);
     for cluster in &clusters {
         prepare_cluster(cluster, password, config);

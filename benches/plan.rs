@@ -147,7 +147,9 @@ fn main() {
         config.to
     );
 
-    let clusters = PgCluster::start_many(REGIONS.len());
+    // PostgreSQL's default durability unless NEO_BENCH_DURABILITY=off.
+    let durable = std::env::var("NEO_BENCH_DURABILITY").map_or(true, |v| v != "off");
+    let clusters = PgCluster::start_many_with(REGIONS.len(), durable);
     // Like tests/it/world.rs: a least-privilege login role owning the region database.
     for ((cluster, (_, db, _, _)), (_, password)) in clusters.iter().zip(REGIONS).zip(&logins) {
         cluster.psql(

@@ -853,6 +853,7 @@ impl Cx {
                     statements: checked.statements.clone(),
                     checksum,
                     no_transaction,
+                    adds_enum_value: checked.adds_enum_value,
                 },
             );
         }

@@ -170,6 +170,10 @@ pub struct Migration {
     pub checksum: String,
     /// The file's first line is `-- neo:no-transaction`: it runs alone, outside a transaction.
     pub no_transaction: bool,
+    /// It adds a value to an enum type (`ALTER TYPE ... ADD VALUE`): the transaction it runs
+    /// in must commit before a later migration may use the value, so it ends a tenant's
+    /// transaction (see `[apply] transaction`).
+    pub adds_enum_value: bool,
 }
 
 /// One PostgreSQL cluster and the database neo-reconcile manages in it.

@@ -42,6 +42,9 @@ pub(crate) struct Checked {
     pub statements: Vec<String>,
     /// Errors and warnings, in the order of the file.
     pub findings: Vec<Finding>,
+    /// The file adds a value to an enum type (`ALTER TYPE ... ADD VALUE`): PostgreSQL lets a
+    /// transaction use the new value only after the one that added it committed.
+    pub adds_enum_value: bool,
 }
 
 /// One problem in a migration file, at a byte offset of the file.
@@ -207,6 +210,9 @@ pub(crate) fn check(text: &str, no_transaction: bool) -> Checked {
             format!("{what}: a migration must contain SQL; remove the file if it is not needed"),
         ));
     }
+    let adds_enum_value = kept
+        .iter()
+        .any(|s| matches!(&s.node, Some(NodeEnum::AlterEnumStmt(a)) if !a.new_val.is_empty()));
     let sql = match wrapper {
         Some((b, c)) => cut(text, &[&stmts[b], &stmts[c]]),
         None => text.to_string(),
@@ -224,6 +230,7 @@ pub(crate) fn check(text: &str, no_transaction: bool) -> Checked {
         sql,
         statements,
         findings,
+        adds_enum_value,
     }
 }
 

@@ -29,6 +29,7 @@ fn migration(set: &str, version: u32, description: &str) -> Migration {
         statements: vec![format!("-- {set} V{version}\nSELECT {version}")],
         checksum: format!("{:064x}", u64::from(version) * 1000 + set.len() as u64),
         no_transaction: false,
+        adds_enum_value: false,
     }
 }
 

@@ -29,6 +29,9 @@ pub struct MigrationRun {
     pub schema: String,
     pub set: String,
     pub checksum: String,
+    /// It adds an enum value, so its transaction commits right after it (a later migration
+    /// may use the value only then): no piece is joined after it.
+    pub ends_transaction: bool,
     pub steps: Vec<Step>,
     /// Runs after a failed step (after `ROLLBACK` when the migration ran in a transaction):
     /// resets the session where needed and records the failed attempt.
@@ -168,15 +171,21 @@ pub fn programs(
 /// Joins a target's transactions into one: between two transactional pieces that follow each
 /// other (a lifecycle action's, a migration's), the first one's `COMMIT` and the second one's
 /// `BEGIN` are left out. A `-- neo:no-transaction` migration, which runs outside any
-/// transaction, ends the group before it and starts a new one after it. Pure: the same join
+/// transaction, ends the group before it and starts a new one after it; a migration that adds
+/// an enum value ends the group after it (PostgreSQL refuses a use of the new value in the
+/// transaction that added it: "unsafe use of new value"). Pure: the same join
 /// serves `plan --show-sql` and apply.
 pub fn join_transactions(programs: &mut [&mut Program]) {
+    // Each piece, and whether it must commit before the next piece starts.
     let mut pieces: Vec<&mut Vec<Step>> = Vec::new();
+    let mut commits: Vec<bool> = Vec::new();
     for p in programs.iter_mut() {
         if !p.setup.is_empty() {
             pieces.push(&mut p.setup);
+            commits.push(false);
         }
         for m in &mut p.migrations {
+            commits.push(m.ends_transaction);
             pieces.push(&mut m.steps);
         }
     }
@@ -187,7 +196,7 @@ pub fn join_transactions(programs: &mut [&mut Program]) {
         })
         .collect();
     for i in 1..pieces.len() {
-        if wrapped[i - 1] && wrapped[i] {
+        if wrapped[i - 1] && wrapped[i] && !commits[i - 1] {
             pieces[i - 1].pop();
             pieces[i].remove(0);
         }
@@ -599,6 +608,7 @@ fn migration_run(
         schema: schema.to_string(),
         set: set.to_string(),
         checksum: m.checksum.clone(),
+        ends_transaction: m.adds_enum_value,
         steps,
         on_failure,
     }

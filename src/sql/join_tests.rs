@@ -5,7 +5,8 @@ use super::actions::{join_transactions, MigrationRun, Program};
 use super::statement::{Statement, Step};
 
 /// A program from a compact description: `L` a lifecycle action (its setup in a
-/// transaction), then per migration `T` (transactional) or `N` (`-- neo:no-transaction`).
+/// transaction), then per migration `T` (transactional), `E` (transactional, adds an enum
+/// value) or `N` (`-- neo:no-transaction`).
 fn program(spec: &str) -> Program {
     let mut setup = Vec::new();
     let mut migrations = Vec::new();
@@ -19,14 +20,15 @@ fn program(spec: &str) -> Program {
         };
         match c {
             'L' => setup = wrapped("L"),
-            'T' | 'N' => migrations.push(MigrationRun {
+            'T' | 'E' | 'N' => migrations.push(MigrationRun {
                 version: i as u32,
                 file: format!("V{i}"),
                 no_transaction: c == 'N',
                 schema: "s".into(),
                 set: "t".into(),
                 checksum: String::new(),
-                steps: if c == 'T' {
+                ends_transaction: c == 'E',
+                steps: if c != 'N' {
                     wrapped(&format!("V{i}"))
                 } else {
                     vec![Step::Script {
@@ -85,6 +87,10 @@ fn join_transactions_cases() {
     // Several actions of one tenant (a lifecycle action, two sets).
     check(&["L", "TT", "T"], "[L V0 V1 V0]");
     check(&["L", "TN", "TT"], "[L V0] (V1) [V0 V1]");
+    // A migration adding an enum value commits before the next piece may use the value.
+    check(&["L", "TETT"], "[L V0 V1] [V2 V3]");
+    check(&["E", "T"], "[V0] [V0]");
+    check(&["TE"], "[V0 V1]");
     // Nothing to join.
     check(&[], "");
     check(&[""], "");

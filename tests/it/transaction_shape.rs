@@ -166,3 +166,25 @@ fn per_migration_failure_keeps_the_migrations_before_it() {
     assert_eq!(history_count(&w, "globex"), "7");
     assert_eq!(audit_log_exists(&w), "t");
 }
+
+#[test]
+fn per_tenant_commits_after_a_migration_that_adds_an_enum_value_so_the_next_may_use_it() {
+    let w = World::new();
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    w.write(
+        "schemas/tenant_template/V7__status.sql",
+        "CREATE TYPE status AS ENUM ('new');\nALTER TYPE status ADD VALUE 'done';\n",
+    );
+    w.write(
+        "schemas/tenant_template/V8__use_status.sql",
+        "CREATE TABLE job (s status NOT NULL DEFAULT 'done');\n",
+    );
+    w.edit("neo.toml", |s| s.replace("target = 5 ", "target = 8 "));
+    w.edit("tenants/acme.toml", |s| {
+        s.replace("tenant_template = 6", "tenant_template = 8")
+    });
+    // Without the split PostgreSQL refuses V8: unsafe use of new value "done".
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    assert_eq!(history_count(&w, "globex"), "8");
+    w.neo("plan", &["--detailed-exitcode"]).expect_code(0);
+}

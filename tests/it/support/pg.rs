@@ -4,7 +4,8 @@
 //! is a copy of that template (`cp -a`, much faster than another `initdb`) in its own
 //! temporary directory, with its own TCP port on 127.0.0.1 and its own Unix socket directory,
 //! started with `pg_ctl start -w`. Durability is turned off (`fsync`, `synchronous_commit`,
-//! `full_page_writes`) because the data is thrown away.
+//! `full_page_writes`) because the data is thrown away, except in the clusters benchmarks
+//! start with [`PgCluster::start_durable`], which run at PostgreSQL's defaults.
 //!
 //! The superuser [`SUPERUSER`] authenticates with SCRAM and a random per-process password
 //! over TCP, and without a password (`trust`) over the cluster's private Unix socket, which
@@ -128,6 +129,16 @@ impl PgCluster {
     /// A port taken by another process before the server could bind it is retried with a
     /// new one. Panics with the server log's tail when the server does not start.
     pub fn start() -> PgCluster {
+        PgCluster::start_with(false)
+    }
+
+    /// As [`PgCluster::start`], at PostgreSQL's default durability (`fsync`,
+    /// `synchronous_commit` and `full_page_writes` on), for benchmarks.
+    pub fn start_durable() -> PgCluster {
+        PgCluster::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> PgCluster {
         let template = template();
         let dir = server_dir("cluster");
         let data = dir.path().join("data");
@@ -140,6 +151,12 @@ impl PgCluster {
             &data.join("postgresql.conf"),
             &format!("unix_socket_directories = '{socket_dir}'\n"),
         );
+        if durable {
+            append(
+                &data.join("postgresql.conf"),
+                "fsync = on\nsynchronous_commit = on\nfull_page_writes = on\n",
+            );
+        }
         let log = dir.path().join("server.log");
         let mut cluster = PgCluster {
             dir,
@@ -170,10 +187,17 @@ impl PgCluster {
     /// If any of them fails to start, the others are stopped and removed and the first
     /// failure's panic continues in the calling thread.
     pub fn start_many(n: usize) -> Vec<PgCluster> {
+        PgCluster::start_many_with(n, false)
+    }
+
+    /// As [`PgCluster::start_many`]; `durable`: see [`PgCluster::start_durable`].
+    pub fn start_many_with(n: usize, durable: bool) -> Vec<PgCluster> {
         // Run initdb here, once, rather than have every thread wait on it.
         template();
         let results: Vec<thread::Result<PgCluster>> = thread::scope(|scope| {
-            let handles: Vec<_> = (0..n).map(|_| scope.spawn(PgCluster::start)).collect();
+            let handles: Vec<_> = (0..n)
+                .map(|_| scope.spawn(move || PgCluster::start_with(durable)))
+                .collect();
             handles
                 .into_iter()
                 .map(thread::ScopedJoinHandle::join)
