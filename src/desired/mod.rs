@@ -7,6 +7,11 @@
 //! 1..=N without gaps; targets and pins are within 1..=N; `schema_sets` is in dependency order;
 //! no credential value is held here, only where to fetch it; no derived PostgreSQL
 //! identifier is longer than the 63 bytes PostgreSQL keeps (see [`identifiers`]).
+//!
+//! This file only declares the modules and re-exports what the rest of the program uses. The
+//! domain types live one concept per file (`state`, `region`, `tenant`, `schema_set`), next
+//! to the loader that builds them (`load/`, one module per part of the tree); the planner and
+//! apply read them through the re-exports below.
 
 mod credentials;
 pub mod diagnostic;
