@@ -6,7 +6,7 @@ use toml::Spanned;
 
 use super::diagnostic::{Diagnostics, SourceText};
 use super::raw::RawCredentials;
-use super::{CredentialSource, Credentials};
+use super::region::{CredentialSource, Credentials};
 
 /// Checks a region's `[credentials]`; `None` (with diagnostics) when anything is invalid.
 pub(super) fn check(

@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::diagnostic::{Diagnostics, SourceText};
 use super::raw::RawExtensions;
-use super::Extensions;
+use super::state::Extensions;
 
 /// The schema extensions live in when `[extensions] schema` is not given: PostgreSQL's own
 /// default.

@@ -10,7 +10,8 @@ use toml::Spanned;
 
 use super::diagnostic::{Diagnostics, SourceText};
 use super::raw::{RawApply, RawPolicy};
-use super::{ApplySettings, Policy, TransactionShape};
+use super::region::{ApplySettings, TransactionShape};
+use super::state::Policy;
 
 /// The units of a duration, as messages list them.
 const DURATION_UNITS: &str = "ms, s, min, h or d";

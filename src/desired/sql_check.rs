@@ -210,9 +210,7 @@ pub(crate) fn check(text: &str, no_transaction: bool) -> Checked {
             format!("{what}: a migration must contain SQL; remove the file if it is not needed"),
         ));
     }
-    let adds_enum_value = kept
-        .iter()
-        .any(|s| matches!(&s.node, Some(NodeEnum::AlterEnumStmt(a)) if !a.new_val.is_empty()));
+    let adds_enum_value = kept.iter().any(|s| adds_enum_value(s));
     let sql = match wrapper {
         Some((b, c)) => cut(text, &[&stmts[b], &stmts[c]]),
         None => text.to_string(),
@@ -232,6 +230,11 @@ pub(crate) fn check(text: &str, no_transaction: bool) -> Checked {
         findings,
         adds_enum_value,
     }
+}
+
+/// `ALTER TYPE ... ADD VALUE`.
+fn adds_enum_value(stmt: &Stmt) -> bool {
+    matches!(&stmt.node, Some(NodeEnum::AlterEnumStmt(a)) if !a.new_val.is_empty())
 }
 
 fn is_comment(t: &ScanToken) -> bool {

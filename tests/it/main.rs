@@ -12,6 +12,7 @@ mod reconcile;
 mod remedies;
 mod safety;
 mod support;
+mod tidy;
 mod transaction_guard;
 mod transaction_shape;
 mod validate;
