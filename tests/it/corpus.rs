@@ -139,6 +139,18 @@ fn pgpm_verify_files_wrapped_in_begin_commit() {
     });
 }
 
+/// Sqitch-style deploy scripts wrapped in `BEGIN; ... COMMIT;`, one domain per file, one of
+/// them over citext (npm `@pgpm/types`), with citext declared by the region.
+#[test]
+fn pgpm_types_wrapped_domains_over_citext() {
+    check(&Case {
+        set: "pgpm_types",
+        created_beforehand: &[],
+        declared: &["citext"],
+        populated: &["types"],
+    });
+}
+
 /// The region database the tenant lives in.
 const DB: &str = "neo_us";
 
@@ -236,10 +248,10 @@ fn check(case: &Case) {
             .iter()
             .filter(|(_, schema, text)| {
                 !schema.as_ref().is_some_and(|s| managed.contains(s))
-                    && !case
-                        .declared
-                        .iter()
-                        .any(|e| *text == format!("extension {e}"))
+                    && !case.declared.iter().any(|e| {
+                        *text == format!("extension {e}")
+                            || text.ends_with(&format!(" (extension {e})"))
+                    })
             })
             .map(|(db, _, text)| format!("{db}: {text}"))
             .collect()
@@ -501,7 +513,9 @@ fn render(catalog: &[(&str, Vec<String>)]) -> String {
 }
 
 /// Every object of both region databases that lives outside the system schemas, or outside
-/// any schema (extensions, languages, event triggers, casts): `(database, schema, text)`.
+/// any schema (extensions, languages, event triggers, casts): `(database, schema, text)`. A
+/// cast that belongs to an extension says so (`... (extension citext)`): a declared
+/// extension's casts are expected.
 fn objects_outside(w: &World) -> Vec<(String, Option<String>, String)> {
     const QUERY: &str = "
         WITH ns AS (SELECT oid, nspname FROM pg_namespace
@@ -518,7 +532,11 @@ fn objects_outside(w: &World) -> Vec<(String, Option<String>, String)> {
             UNION ALL SELECT NULL, 'extension ' || extname FROM pg_extension
             UNION ALL SELECT NULL, 'language ' || lanname FROM pg_language
             UNION ALL SELECT NULL, 'event trigger ' || evtname FROM pg_event_trigger
-            UNION ALL SELECT NULL, 'cast ' || castsource::regtype || ' as ' || casttarget::regtype FROM pg_cast WHERE oid >= 16384
+            UNION ALL SELECT NULL, 'cast ' || c.castsource::regtype || ' as ' || c.casttarget::regtype
+                    || coalesce(' (extension ' || (SELECT e.extname FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+                                                    WHERE d.classid = 'pg_cast'::regclass AND d.objid = c.oid
+                                                      AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e') || ')', '')
+                FROM pg_cast c WHERE c.oid >= 16384
         ) o(s, t)";
     let mut all = Vec::new();
     for (cluster, db) in [(&w.us, "neo_us"), (&w.eu, "neo_eu")] {
