@@ -14,6 +14,9 @@
 //!   a placeholder: relations, columns, constraints, indexes, views, functions, triggers,
 //!   types, policies and comments (ownership and privileges differ by design);
 //! - a second `plan --detailed-exitcode` has nothing to do;
+//! - for a set whose every file is wrapped in `BEGIN; ... COMMIT;` (the golang-migrate, dbmate
+//!   and Sqitch convention), `plan --show-sql` showed the files without the pair, which psql
+//!   ran as it is;
 //! - nothing appeared outside the schemas neo-reconcile manages.
 //!
 //! The reference schema lives in its own database, [`REF_DB`]: real migrations may look
@@ -40,6 +43,9 @@ struct Case {
     /// The kinds of catalog objects ([`CATALOG`]) the set must leave in the schema, so that
     /// an apply that did next to nothing cannot pass as "equal".
     populated: &'static [&'static str],
+    /// Every file is wrapped in one `BEGIN; ... COMMIT;` pair: `plan --show-sql` must show
+    /// the files without it (psql runs them as they are).
+    wrapped: bool,
 }
 
 /// PL/pgSQL-heavy: enum types, functions replaced across versions, trigger functions and
@@ -51,6 +57,7 @@ fn procrastinate_plpgsql_functions_and_triggers() {
         created_beforehand: &[],
         declared: &[],
         populated: &["relations"],
+        wrapped: false,
     });
 }
 
@@ -62,6 +69,7 @@ fn atuin_sqlx_migrations_with_triggers() {
         created_beforehand: &[],
         declared: &[],
         populated: &["relations"],
+        wrapped: false,
     });
 }
 
@@ -80,6 +88,7 @@ fn litellm_prisma_history_with_concurrent_indexes() {
         created_beforehand: &[],
         declared: &[],
         populated: &["relations"],
+        wrapped: false,
     });
 }
 
@@ -93,6 +102,7 @@ fn umami_prisma_with_pgcrypto_created_beforehand() {
         created_beforehand: &["pgcrypto"],
         declared: &[],
         populated: &["relations"],
+        wrapped: false,
     });
 }
 
@@ -108,6 +118,7 @@ fn sqlxmq_uuid_ossp_from_region_extensions() {
         created_beforehand: &[],
         declared: &["uuid-ossp"],
         populated: &["relations"],
+        wrapped: false,
     });
 }
 
@@ -123,6 +134,7 @@ fn fang_diesel_uuid_ossp_from_region_extensions() {
         created_beforehand: &[],
         declared: &["uuid-ossp"],
         populated: &["relations"],
+        wrapped: false,
     });
 }
 
@@ -136,6 +148,7 @@ fn pgpm_verify_files_wrapped_in_begin_commit() {
         created_beforehand: &[],
         declared: &[],
         populated: &["functions"],
+        wrapped: true,
     });
 }
 
@@ -148,6 +161,7 @@ fn pgpm_types_wrapped_domains_over_citext() {
         created_beforehand: &[],
         declared: &["citext"],
         populated: &["types"],
+        wrapped: true,
     });
 }
 
@@ -175,6 +189,9 @@ fn check(case: &Case) {
     }
     let before = objects_outside(&w);
 
+    if case.wrapped {
+        check_unwrapped(&w, set, &files);
+    }
     w.neo("apply", &["--auto-approve"]).expect_code(0);
 
     let tenant = format!("tenant_{set}");
@@ -267,6 +284,56 @@ fn check(case: &Case) {
             "the {set} corpus: objects appeared or vanished outside the managed schemas:\n{diff}"
         );
     }
+}
+
+/// For a set whose every file is wrapped in `BEGIN; ... COMMIT;`: each file does hold the
+/// pair (as its own lines), and `plan --show-sql` shows the scripts without it (apply's own
+/// transaction shows as `BEGIN` and `COMMIT`, without a semicolon).
+fn check_unwrapped(w: &World, set: &str, files: &[PathBuf]) {
+    let is_pair = |l: &str| {
+        let l = l.trim().to_ascii_uppercase();
+        l == "BEGIN;" || l == "COMMIT;"
+    };
+    for file in files {
+        let text = fs::read_to_string(file).unwrap();
+        let pair = text.lines().filter(|l| is_pair(l)).count();
+        assert_eq!(
+            pair,
+            2,
+            "{} is not wrapped in one BEGIN; ... COMMIT; pair",
+            file.display()
+        );
+    }
+    let run = w.neo("plan", &["--show-sql", "--tenant", set]);
+    run.expect_code(0);
+    // The SQL lines of the output, without their `        | ` margin.
+    let shown: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix('|'))
+        .map(str::trim)
+        .collect();
+    // The scripts are there: each file's first statement inside the pair is shown.
+    for file in files {
+        let text = fs::read_to_string(file).unwrap();
+        let first = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with("--") && !is_pair(l))
+            .unwrap();
+        assert!(
+            shown.contains(&first),
+            "plan --show-sql does not show {}'s {first:?}:\n{}",
+            file.display(),
+            run.stdout
+        );
+    }
+    let left: Vec<&str> = shown.iter().copied().filter(|l| is_pair(l)).collect();
+    assert!(
+        left.is_empty(),
+        "plan --show-sql still shows the files' BEGIN;/COMMIT; lines ({left:?}):\n{}",
+        run.stdout
+    );
 }
 
 /// Runs `scripts/corpus.sh <set>` once per set and process (the script itself is idempotent
