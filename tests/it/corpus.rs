@@ -14,6 +14,9 @@
 //!   a placeholder: relations, columns, constraints, indexes, views, functions, triggers,
 //!   types, policies and comments (ownership and privileges differ by design);
 //! - a second `plan --detailed-exitcode` has nothing to do;
+//! - for a set whose every file is wrapped in `BEGIN; ... COMMIT;` (the golang-migrate, dbmate
+//!   and Sqitch convention), `plan --show-sql` showed the files without the pair, which psql
+//!   ran as it is;
 //! - nothing appeared outside the schemas neo-reconcile manages.
 //!
 //! The reference schema lives in its own database, [`REF_DB`]: real migrations may look
@@ -37,6 +40,12 @@ struct Case {
     created_beforehand: &'static [&'static str],
     /// Extensions the region declares, for neo-reconcile to create (issue 16 part 3).
     declared: &'static [&'static str],
+    /// The kinds of catalog objects ([`CATALOG`]) the set must leave in the schema, so that
+    /// an apply that did next to nothing cannot pass as "equal".
+    populated: &'static [&'static str],
+    /// Every file is wrapped in one `BEGIN; ... COMMIT;` pair: `plan --show-sql` must show
+    /// the files without it (psql runs them as they are).
+    wrapped: bool,
 }
 
 /// PL/pgSQL-heavy: enum types, functions replaced across versions, trigger functions and
@@ -47,6 +56,8 @@ fn procrastinate_plpgsql_functions_and_triggers() {
         set: "procrastinate",
         created_beforehand: &[],
         declared: &[],
+        populated: &["relations"],
+        wrapped: false,
     });
 }
 
@@ -57,6 +68,8 @@ fn atuin_sqlx_migrations_with_triggers() {
         set: "atuin",
         created_beforehand: &[],
         declared: &[],
+        populated: &["relations"],
+        wrapped: false,
     });
 }
 
@@ -74,6 +87,8 @@ fn litellm_prisma_history_with_concurrent_indexes() {
         set: "litellm",
         created_beforehand: &[],
         declared: &[],
+        populated: &["relations"],
+        wrapped: false,
     });
 }
 
@@ -86,6 +101,8 @@ fn umami_prisma_with_pgcrypto_created_beforehand() {
         set: "umami",
         created_beforehand: &["pgcrypto"],
         declared: &[],
+        populated: &["relations"],
+        wrapped: false,
     });
 }
 
@@ -100,6 +117,8 @@ fn sqlxmq_uuid_ossp_from_region_extensions() {
         set: "sqlxmq",
         created_beforehand: &[],
         declared: &["uuid-ossp"],
+        populated: &["relations"],
+        wrapped: false,
     });
 }
 
@@ -114,6 +133,35 @@ fn fang_diesel_uuid_ossp_from_region_extensions() {
         set: "fang",
         created_beforehand: &[],
         declared: &["uuid-ossp"],
+        populated: &["relations"],
+        wrapped: false,
+    });
+}
+
+/// Sqitch-style deploy scripts, every file wrapped in `BEGIN; ... COMMIT;` (npm
+/// `@pgpm/verify`): neo-reconcile accepts the one wrapping pair around a whole file and
+/// removes it, psql runs the files as they are, and the functions come out the same.
+#[test]
+fn pgpm_verify_files_wrapped_in_begin_commit() {
+    check(&Case {
+        set: "pgpm_verify",
+        created_beforehand: &[],
+        declared: &[],
+        populated: &["functions"],
+        wrapped: true,
+    });
+}
+
+/// Sqitch-style deploy scripts wrapped in `BEGIN; ... COMMIT;`, one domain per file, one of
+/// them over citext (npm `@pgpm/types`), with citext declared by the region.
+#[test]
+fn pgpm_types_wrapped_domains_over_citext() {
+    check(&Case {
+        set: "pgpm_types",
+        created_beforehand: &[],
+        declared: &["citext"],
+        populated: &["types"],
+        wrapped: true,
     });
 }
 
@@ -141,6 +189,9 @@ fn check(case: &Case) {
     }
     let before = objects_outside(&w);
 
+    if case.wrapped {
+        check_unwrapped(&w, set, &files);
+    }
     w.neo("apply", &["--auto-approve"]).expect_code(0);
 
     let tenant = format!("tenant_{set}");
@@ -181,11 +232,15 @@ fn check(case: &Case) {
 
     let ours = catalog(&w, DB, &tenant);
     let theirs = catalog(&w, REF_DB, &reference);
-    let relations = &ours[0];
     let objects: usize = ours.iter().map(|(_, lines)| lines.len()).sum();
+    let empty: Vec<&str> = ours
+        .iter()
+        .filter(|(kind, lines)| case.populated.contains(kind) && lines.is_empty())
+        .map(|(kind, _)| *kind)
+        .collect();
     assert!(
-        !relations.1.is_empty() && objects >= 5,
-        "{tenant} holds almost nothing after {} migrations:\n{}",
+        empty.is_empty() && objects >= 5,
+        "{tenant} holds almost nothing after {} migrations ({objects} objects, empty: {empty:?}):\n{}",
         files.len(),
         render(&ours)
     );
@@ -210,10 +265,10 @@ fn check(case: &Case) {
             .iter()
             .filter(|(_, schema, text)| {
                 !schema.as_ref().is_some_and(|s| managed.contains(s))
-                    && !case
-                        .declared
-                        .iter()
-                        .any(|e| *text == format!("extension {e}"))
+                    && !case.declared.iter().any(|e| {
+                        *text == format!("extension {e}")
+                            || text.ends_with(&format!(" (extension {e})"))
+                    })
             })
             .map(|(db, _, text)| format!("{db}: {text}"))
             .collect()
@@ -229,6 +284,56 @@ fn check(case: &Case) {
             "the {set} corpus: objects appeared or vanished outside the managed schemas:\n{diff}"
         );
     }
+}
+
+/// For a set whose every file is wrapped in `BEGIN; ... COMMIT;`: each file does hold the
+/// pair (as its own lines), and `plan --show-sql` shows the scripts without it (apply's own
+/// transaction shows as `BEGIN` and `COMMIT`, without a semicolon).
+fn check_unwrapped(w: &World, set: &str, files: &[PathBuf]) {
+    let is_pair = |l: &str| {
+        let l = l.trim().to_ascii_uppercase();
+        l == "BEGIN;" || l == "COMMIT;"
+    };
+    for file in files {
+        let text = fs::read_to_string(file).unwrap();
+        let pair = text.lines().filter(|l| is_pair(l)).count();
+        assert_eq!(
+            pair,
+            2,
+            "{} is not wrapped in one BEGIN; ... COMMIT; pair",
+            file.display()
+        );
+    }
+    let run = w.neo("plan", &["--show-sql", "--tenant", set]);
+    run.expect_code(0);
+    // The SQL lines of the output, without their `        | ` margin.
+    let shown: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix('|'))
+        .map(str::trim)
+        .collect();
+    // The scripts are there: each file's first statement inside the pair is shown.
+    for file in files {
+        let text = fs::read_to_string(file).unwrap();
+        let first = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with("--") && !is_pair(l))
+            .unwrap();
+        assert!(
+            shown.contains(&first),
+            "plan --show-sql does not show {}'s {first:?}:\n{}",
+            file.display(),
+            run.stdout
+        );
+    }
+    let left: Vec<&str> = shown.iter().copied().filter(|l| is_pair(l)).collect();
+    assert!(
+        left.is_empty(),
+        "plan --show-sql still shows the files' BEGIN;/COMMIT; lines ({left:?}):\n{}",
+        run.stdout
+    );
 }
 
 /// Runs `scripts/corpus.sh <set>` once per set and process (the script itself is idempotent
@@ -475,7 +580,9 @@ fn render(catalog: &[(&str, Vec<String>)]) -> String {
 }
 
 /// Every object of both region databases that lives outside the system schemas, or outside
-/// any schema (extensions, languages, event triggers, casts): `(database, schema, text)`.
+/// any schema (extensions, languages, event triggers, casts): `(database, schema, text)`. A
+/// cast that belongs to an extension says so (`... (extension citext)`): a declared
+/// extension's casts are expected.
 fn objects_outside(w: &World) -> Vec<(String, Option<String>, String)> {
     const QUERY: &str = "
         WITH ns AS (SELECT oid, nspname FROM pg_namespace
@@ -492,7 +599,11 @@ fn objects_outside(w: &World) -> Vec<(String, Option<String>, String)> {
             UNION ALL SELECT NULL, 'extension ' || extname FROM pg_extension
             UNION ALL SELECT NULL, 'language ' || lanname FROM pg_language
             UNION ALL SELECT NULL, 'event trigger ' || evtname FROM pg_event_trigger
-            UNION ALL SELECT NULL, 'cast ' || castsource::regtype || ' as ' || casttarget::regtype FROM pg_cast WHERE oid >= 16384
+            UNION ALL SELECT NULL, 'cast ' || c.castsource::regtype || ' as ' || c.casttarget::regtype
+                    || coalesce(' (extension ' || (SELECT e.extname FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+                                                    WHERE d.classid = 'pg_cast'::regclass AND d.objid = c.oid
+                                                      AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e') || ')', '')
+                FROM pg_cast c WHERE c.oid >= 16384
         ) o(s, t)";
     let mut all = Vec::new();
     for (cluster, db) in [(&w.us, "neo_us"), (&w.eu, "neo_eu")] {
