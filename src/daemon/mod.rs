@@ -6,3 +6,6 @@
 //! HTTP endpoints, the metrics and systemd's notifications are built on.
 
 pub mod observer;
+pub mod status;
+#[cfg(test)]
+mod testing;
