@@ -7,6 +7,7 @@
 
 pub mod http;
 pub mod metrics;
+pub mod notify;
 pub mod observer;
 pub mod status;
 #[cfg(test)]
