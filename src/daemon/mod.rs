@@ -9,6 +9,7 @@ pub mod http;
 pub mod metrics;
 pub mod notify;
 pub mod observer;
+pub mod ops;
 pub mod status;
 #[cfg(test)]
 mod testing;
