@@ -12,6 +12,7 @@ mod reconcile;
 mod remedies;
 mod safety;
 mod support;
+mod systemd;
 mod transaction_guard;
 mod validate;
 mod vault;
