@@ -191,94 +191,113 @@ impl MetricsObserver {
     }
 }
 
-/// Registers every metric, with its help text, under the registry's prefix.
+/// Registers every metric, with its help text, under the registry's prefix (prometheus-client
+/// ends each help text with a period).
 fn register(r: &mut Registry, m: &Metrics) {
     let s = Unit::Seconds;
     r.register(
         "build",
-        "The build of neo-reconcile that runs (always 1).",
+        "The build of neo-reconcile that runs (always 1)",
         Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
     );
-    r.register("reconcile_runs", "Reconciles finished, per region and outcome (converged, changes_pending, blocked, failed).", m.runs.clone());
-    r.register("reconcile_failures", "Regions whose reconcile failed, per region and error kind (transient, needs_human, target).", m.failures.clone());
+    r.register(
+        "reconcile_runs",
+        "Reconciles finished, per region and outcome (converged, changes_pending, blocked, failed)",
+        m.runs.clone(),
+    );
+    r.register("reconcile_failures", "Regions whose reconcile failed, per region and error kind (transient, needs_human, target)", m.failures.clone());
     r.register(
         "reconcile_start_failures",
-        "Reconciles that could not start at all (for example an invalid selection).",
+        "Reconciles that could not start at all (for example an invalid selection)",
         m.start_failures.clone(),
     );
     r.register_with_unit(
         "reconcile_duration",
-        "How long a reconcile took (the whole run), per region and outcome.",
+        "How long a reconcile took (the whole run), per region and outcome",
         s.clone(),
         m.duration.clone(),
     );
-    r.register_with_unit("reconcile_last_success_timestamp", "When a reconcile of the region last succeeded (converged, or changes pending where apply was not allowed), as a Unix time.", s.clone(), m.last_success.clone());
-    r.register("pending_changes", "Planned changes not applied by the last reconcile (detect-only, window closed, refused or failed), per region.", m.pending.clone());
+    r.register_with_unit("reconcile_last_success_timestamp", "When a reconcile of the region last succeeded (converged, or changes pending where apply was not allowed), as a Unix time", s.clone(), m.last_success.clone());
+    r.register("pending_changes", "Planned changes not applied by the last reconcile (detect-only, window closed, refused or failed), per region", m.pending.clone());
     r.register(
         "blocked_targets",
-        "Blocked findings waiting for a human after the last reconcile, per region.",
+        "Blocked findings waiting for a human after the last reconcile, per region",
         m.blocked.clone(),
     );
     r.register(
         "drift_changes",
-        "Changes the last resync found without a new commit (out-of-band drift), per region.",
+        "Changes the last resync found without a new commit (out-of-band drift), per region",
         m.drift.clone(),
     );
-    r.register("commit_info", "The commit being reconciled (the last one that loaded and validated), as the `commit` label; always 1.", m.commit_info.clone());
-    r.register("invalid_commit_info", "The branch's head when it failed validation and is not applied, as the `commit` label; absent otherwise.", m.invalid_commit_info.clone());
+    register_source_and_process(r, m);
+}
+
+/// Registers the metrics of the source, Vault and the process itself.
+fn register_source_and_process(r: &mut Registry, m: &Metrics) {
+    let s = Unit::Seconds;
+    r.register(
+        "commit_info",
+        "The commit being reconciled (the last one that loaded and validated) as the `commit` label, always 1",
+        m.commit_info.clone(),
+    );
+    r.register(
+        "invalid_commit_info",
+        "The branch's head as the `commit` label while it fails validation and is not applied, always 1",
+        m.invalid_commit_info.clone(),
+    );
     r.register(
         "invalid_commits",
-        "Commits that failed validation and were not applied.",
+        "Commits that failed validation and were not applied",
         m.invalid_commits.clone(),
     );
     r.register(
         "source_fetch_failures",
-        "Fetches of the source that failed (the last good commit stays in use).",
+        "Fetches of the source that failed (the last good commit stays in use)",
         m.fetch_failures.clone(),
     );
     r.register(
         "source_rewinds",
-        "Fetches that found the branch moved backwards or sideways, refused.",
+        "Fetches that found the branch moved backwards or sideways, refused",
         m.rewinds.clone(),
     );
     r.register_with_unit(
         "source_last_fetch_success_timestamp",
-        "When a fetch of the source last succeeded, as a Unix time.",
+        "When a fetch of the source last succeeded, as a Unix time",
         s.clone(),
         m.last_fetch_success.clone(),
     );
     r.register_with_unit(
         "vault_token_ttl",
-        "Seconds left on Vault's client token.",
+        "Seconds left on Vault's client token",
         s.clone(),
         m.vault_token_ttl.clone(),
     );
     r.register_with_unit(
         "vault_lease_min_ttl",
-        "Seconds left on the Vault lease that expires first.",
+        "Seconds left on the Vault lease that expires first",
         s.clone(),
         m.vault_lease_min_ttl.clone(),
     );
-    r.register("vault_leases", "Vault leases held.", m.vault_leases.clone());
+    r.register("vault_leases", "Vault leases held", m.vault_leases.clone());
     r.register(
         "config_reloads",
-        "Configuration reloads (SIGHUP), per result (success, failure).",
+        "Configuration reloads (SIGHUP), per result (success, failure)",
         m.reloads.clone(),
     );
     r.register(
         "config_last_reload_successful",
-        "Whether the last configuration reload succeeded (1) or was refused (0).",
+        "Whether the last configuration reload succeeded (1) or was refused (0)",
         m.last_reload_ok.clone(),
     );
     r.register_with_unit(
         "loop_last_tick_timestamp",
-        "When the daemon's loop last went round, as a Unix time.",
+        "When the daemon's loop last went round, as a Unix time",
         s,
         m.last_tick.clone(),
     );
     r.register(
         "ready",
-        "Whether the first reconcile finished (1) or not yet (0).",
+        "Whether the first reconcile finished (1) or not yet (0)",
         m.ready.clone(),
     );
 }
