@@ -122,6 +122,10 @@ async fn endpoints_over_http() {
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("120s ago"), "{body}");
 
+    let (code, head, body) = call(addr, "HEAD", "/status", "*/*").await;
+    assert_eq!(code, 200);
+    assert!(head.contains("content-length: "), "{head}");
+    assert!(body.is_empty(), "HEAD has no body: {body}");
     let (code, _, _) = call(addr, "GET", "/nope", "*/*").await;
     assert_eq!(code, 404);
     let (code, head, _) = call(addr, "POST", "/status", "*/*").await;
