@@ -24,7 +24,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use super::observer::{Fetched, Loaded, Observer, Reconciled};
-use super::status::{region_views, short_sha, summary_line};
+use super::status::{redact_userinfo, region_views, short_sha, summary_line};
 
 /// The longest `STATUS=` text sent; longer texts are cut.
 const MAX_STATUS: usize = 200;
@@ -209,7 +209,9 @@ impl Observer for Notifier {
     fn fetched(&self, _now: SystemTime, fetched: &Fetched) {
         match fetched {
             Fetched::Commit { .. } => {}
-            Fetched::Failed { message } => self.status(&format!("fetch failed: {message}")),
+            Fetched::Failed { message } => {
+                self.status(&format!("fetch failed: {}", redact_userinfo(message)))
+            }
             Fetched::Rewound { from, to } => self.status(&format!(
                 "branch rewound from {} to {}: refused",
                 short_sha(from),

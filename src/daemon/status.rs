@@ -28,6 +28,31 @@ pub fn system_clock() -> Clock {
 
 /// At most this many blocked findings are kept per region; the count is always exact.
 const MAX_BLOCKED_SHOWN: usize = 20;
+/// At most this many problems of an invalid commit are shown; the count is always exact.
+const MAX_PROBLEMS_SHOWN: usize = 100;
+
+/// A fetch error with any `user:password@` of a URL replaced by `***@`: the configuration
+/// keeps tokens in files, but a URL written with one must not leak through an error message.
+pub fn redact_userinfo(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let authority_end = tail
+            .find(|c: char| c == '/' || c.is_whitespace() || c == '\'' || c == '"')
+            .unwrap_or(tail.len());
+        match tail[..authority_end].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                rest = &tail[at..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
+}
 
 /// The label of a trigger, as the status and the logs name it.
 pub fn trigger_label(trigger: Trigger) -> &'static str {
@@ -316,7 +341,7 @@ impl Observer for StatusObserver {
             }
             Fetched::Failed { message } => {
                 s.fetch_failures_in_a_row += 1;
-                set_error(&mut s, now, "fetch", message.clone());
+                set_error(&mut s, now, "fetch", redact_userinfo(message));
             }
             Fetched::Rewound { from, to } => {
                 // The fetch itself worked; what it found is refused.
@@ -478,6 +503,8 @@ pub struct SourceDoc {
 pub struct InvalidDoc {
     pub commit: String,
     pub at: String,
+    pub problem_count: usize,
+    /// The first problems (at most 100), as `file:line:column: message`.
     pub problems: Vec<String>,
 }
 
@@ -576,7 +603,8 @@ fn render(s: &State, now: SystemTime) -> StatusDoc {
             invalid_commit: s.invalid.as_ref().map(|(sha, problems, at)| InvalidDoc {
                 commit: sha.clone(),
                 at: rfc3339(*at),
-                problems: problems.clone(),
+                problem_count: problems.len(),
+                problems: problems.iter().take(MAX_PROBLEMS_SHOWN).cloned().collect(),
             }),
             rewound: s.rewound.as_ref().map(|(from, to, at)| RewoundDoc {
                 from: from.clone(),

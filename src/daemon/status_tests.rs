@@ -301,3 +301,40 @@ fn summary_line_counts_regions_by_outcome() {
     );
     assert_eq!(summary_line("abc", &[]), "commit abc: no regions");
 }
+
+#[test]
+fn fetch_errors_lose_url_credentials() {
+    assert_eq!(
+        redact_userinfo("failed to fetch https://bot:ghp_s3cret@git.example.com/a/b.git: 401"),
+        "failed to fetch https://***@git.example.com/a/b.git: 401"
+    );
+    assert_eq!(
+        redact_userinfo("ssh://git@host/x and https://host/y"),
+        "ssh://***@host/x and https://host/y"
+    );
+    assert_eq!(redact_userinfo("no url here"), "no url here");
+    let status = StatusObserver::new(at(0));
+    status.fetched(
+        at(1),
+        &Fetched::Failed {
+            message: "https://u:p@h/r: refused".into(),
+        },
+    );
+    let doc = status.handle().render(at(2));
+    assert_eq!(doc.last_error.unwrap().message, "https://***@h/r: refused");
+}
+
+#[test]
+fn many_problems_are_counted_and_cut() {
+    let status = StatusObserver::new(at(0));
+    let problems: Vec<String> = (0..250).map(|i| format!("f.toml:{i}:1: bad")).collect();
+    status.loaded(
+        at(1),
+        &Loaded::Invalid {
+            sha: "bad".into(),
+            problems,
+        },
+    );
+    let invalid = status.handle().render(at(2)).source.invalid_commit.unwrap();
+    assert_eq!((invalid.problem_count, invalid.problems.len()), (250, 100));
+}
