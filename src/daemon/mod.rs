@@ -5,4 +5,11 @@
 //! applies by itself. What it does is reported through one [`observer::Observer`], which the
 //! HTTP endpoints, the metrics and systemd's notifications are built on.
 
+pub mod http;
+pub mod metrics;
+pub mod notify;
 pub mod observer;
+pub mod ops;
+pub mod status;
+#[cfg(test)]
+mod testing;

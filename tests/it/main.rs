@@ -12,6 +12,7 @@ mod reconcile;
 mod remedies;
 mod safety;
 mod support;
+mod systemd;
 mod tidy;
 mod transaction_guard;
 mod transaction_shape;
