@@ -58,6 +58,16 @@ pub enum ConnectError {
         database: String,
         message: String,
     },
+    /// The server answered and refused the login: bad or expired credentials, not a network
+    /// problem.
+    #[error("PostgreSQL at {host}:{port}/{database} rejected the login of {username} (the credentials are wrong or expired; this is not a network error): {message}")]
+    Rejected {
+        host: String,
+        port: u16,
+        database: String,
+        username: String,
+        message: String,
+    },
     #[error("connecting to {host}:{port}/{database} timed out after {secs}s")]
     Timeout {
         host: String,
@@ -245,6 +255,13 @@ async fn connect(
     };
     match tokio::time::timeout(CONNECT_TIMEOUT, attempts).await {
         Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) if is_rejected_login(&e) => Err(ConnectError::Rejected {
+            host: endpoint.host.clone(),
+            port: endpoint.port,
+            database: database.to_string(),
+            username: login.username.clone(),
+            message: e.to_string(),
+        }),
         Ok(Err(e)) => Err(connect_error(e.to_string())),
         Err(_) => match last_transient {
             Some(message) => Err(connect_error(format!(
@@ -259,6 +276,13 @@ async fn connect(
             }),
         },
     }
+}
+
+/// Whether the server refused the login itself: `invalid_password` (28P01) or
+/// `invalid_authorization_specification` (28000, such as a role that does not exist or may
+/// not log in).
+fn is_rejected_login(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("28P01" | "28000")))
 }
 
 /// Whether a failed connection attempt is worth repeating: the server is full

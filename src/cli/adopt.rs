@@ -13,7 +13,6 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail};
 use neo_reconcile::apply::adopt::{self, AdoptFrom, AdoptOutcome};
 use neo_reconcile::apply::RunContext;
-use neo_reconcile::db;
 use neo_reconcile::desired::{Region, Scope, Tenant, TenantStatus};
 use neo_reconcile::sources::git;
 
@@ -93,11 +92,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .filter(|r| tenants.iter().any(|t| t.region == r.name))
                 .collect();
             super::runtime()?.block_on(async {
-                let sources = super::vault::sources(&args.vault, &regions).await?;
-                let connectors = db::resolve(&regions, &sources).await;
+                let logins = super::vault::Logins::open(&args.vault, &regions).await?;
                 let outcomes =
-                    adopt::adopt_tenants(&desired, &tenants, set, from, &connectors, &ctx).await;
-                super::vault::finish(&sources).await;
+                    adopt::adopt_tenants(&desired, &tenants, set, from, &logins.connectors, &ctx)
+                        .await;
+                logins.finish().await;
                 anyhow::Ok(outcomes)
             })?
         }
@@ -122,11 +121,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 v
             };
             super::runtime()?.block_on(async {
-                let sources = super::vault::sources(&args.vault, &regions).await?;
-                let connectors = db::resolve(&regions, &sources).await;
+                let logins = super::vault::Logins::open(&args.vault, &regions).await?;
                 let outcomes =
-                    adopt::adopt_region_set(&regions, set, from, &connectors, &ctx).await;
-                super::vault::finish(&sources).await;
+                    adopt::adopt_region_set(&regions, set, from, &logins.connectors, &ctx).await;
+                logins.finish().await;
                 anyhow::Ok(outcomes)
             })?
         }

@@ -8,7 +8,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::ValueEnum;
-use neo_reconcile::db;
 use neo_reconcile::engine;
 use neo_reconcile::plan::render::{self, TextOptions};
 use neo_reconcile::plan::Plan;
@@ -60,18 +59,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let plan = runtime
         .block_on(async {
             let regions = engine::regions_to_observe(&desired, &options);
-            let sources = super::vault::sources(&args.vault, &regions).await?;
-            let connectors = db::resolve(&regions, &sources).await;
+            let logins = super::vault::Logins::open(&args.vault, &regions).await?;
             let outcome = reconcile::once(
                 &desired,
                 &selection,
                 &Mode::Plan,
-                &connectors,
+                &logins.connectors,
                 &Shutdown::never(),
             )
             .await;
-            drop(connectors);
-            super::vault::finish(&sources).await;
+            logins.finish().await;
             anyhow::Ok(outcome?)
         })?
         .plan;
