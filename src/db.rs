@@ -104,6 +104,12 @@ impl Connector {
         }
     }
 
+    /// A watch on the region's login, telling a holder of a long-lived connection when a new
+    /// login was published since it last looked.
+    pub fn login_watch(&self) -> LoginWatch {
+        LoginWatch(self.login.as_ref().ok().cloned())
+    }
+
     /// Opens one connection to `database` on the region's server, with the current login.
     pub async fn connect(&self, database: &str) -> Result<PgConnection, ConnectError> {
         connect(&self.endpoint, database, &*self.login()?).await
@@ -129,6 +135,28 @@ impl Connector {
             message: e.to_string(),
         })?;
         Ok(conn)
+    }
+}
+
+/// Whether a region's login was replaced since a connection was opened: a worker checks it
+/// between tenants and opens a new connection when it was, so that connections on an old
+/// login (whose lease may end soon) finish what they run and go away.
+#[derive(Debug)]
+pub struct LoginWatch(Option<watch::Receiver<Arc<Login>>>);
+
+impl LoginWatch {
+    /// Marks the current login as seen; call it before opening a connection.
+    pub fn seen(&mut self) {
+        if let Some(rx) = &mut self.0 {
+            rx.borrow_and_update();
+        }
+    }
+
+    /// Whether a new login was published since the last [`LoginWatch::seen`].
+    pub fn changed(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|rx| rx.has_changed().unwrap_or(false))
     }
 }
 

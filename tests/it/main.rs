@@ -15,4 +15,5 @@ mod support;
 mod transaction_guard;
 mod validate;
 mod vault;
+mod vault_leases;
 mod world;

@@ -8,7 +8,7 @@
 //!
 //! The timing follows Vault's own `LifetimeWatcher`, which works in practice:
 //! - renew after about two thirds of the remaining lease (60-70%, by the jitter);
-//! - the last 10-20% of the lease (by the jitter) is a grace period: once in it, or when the
+//! - the last 10-20% of the lease (by the jitter, at least 2 s) is a grace period: once in it, or when the
 //!   lease cannot be extended (not renewable, renewal refused, max TTL near), new credentials
 //!   are fetched and swapped in before the old ones expire;
 //! - a renewal (or replacement) that failed for a transient reason is tried again after a
@@ -118,11 +118,16 @@ impl Next {
     }
 }
 
+/// The shortest grace period (for leases shorter than 20 s, at most half of them): the time
+/// connections on the old login have to finish their transaction once the new one is out.
+pub const GRACE_MIN: Duration = Duration::from_secs(2);
+
 /// The grace period at the end of a lifetime: 10% to 20% of its basis, by `jitter` (0..=1),
-/// but never more than the current grant.
+/// at least [`GRACE_MIN`] or half the basis, never more than the current grant.
 pub fn grace(l: &Lifetime, jitter: f64) -> Duration {
     l.basis
         .mul_f64(0.10 + 0.10 * jitter.clamp(0.0, 1.0))
+        .max(GRACE_MIN.min(l.basis / 2))
         .min(l.granted)
 }
 
@@ -302,6 +307,26 @@ mod tests {
             expect![[r#"
                 granted 300s at 200s (basis 300s, renewable true), expires at 500s
                 now 200s jitter 0 None: renew at 380.0s
+            "#]],
+        );
+    }
+
+    #[test]
+    fn a_short_lease_keeps_a_grace_period_of_two_seconds_or_half_of_it() {
+        check(
+            Lifetime::new(s(0.0), s(4.0), true).renewed(s(2.6), s(3.8), true),
+            &[(2.6, 0.0, LastError::None)],
+            expect![[r#"
+                granted 3.8s at 2.6s (basis 4s, renewable true), expires at 6.4s
+                now 2.6s jitter 0 None: replace at 4.4s: its max TTL is near
+            "#]],
+        );
+        check(
+            Lifetime::new(s(0.0), s(2.0), false),
+            &[(0.0, 0.0, LastError::None)],
+            expect![[r#"
+                granted 2s at 0s (basis 2s, renewable false), expires at 2s
+                now 0s jitter 0 None: replace at 1.0s: it is not renewable
             "#]],
         );
     }

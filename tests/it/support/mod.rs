@@ -5,3 +5,4 @@
 pub mod bao;
 pub mod logins;
 pub mod pg;
+pub mod vault_world;
