@@ -15,5 +15,6 @@ mod support;
 mod transaction_guard;
 mod validate;
 mod vault;
+mod vault_failures;
 mod vault_leases;
 mod world;

@@ -4,8 +4,8 @@
 //! policy. Also the checks the Vault tests share: no secret in any output or audit row, and
 //! the leases and dynamic logins that exist.
 
-use std::sync::Mutex;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use crate::support::bao::BaoServer;
 use crate::world::{Run, World};
@@ -255,39 +255,43 @@ impl VaultWorld {
 }
 
 impl VaultWorld {
-    /// Turns on OpenBao's file audit device with raw values, so that a test can learn every
-    /// password and token OpenBao handed out (see [`VaultWorld::secrets_from_audit`]).
-    pub fn audit(&self) -> PathBuf {
-        let path = self.bao.file("audit.log", "");
-        self.bao.bao(&[
-            "audit",
-            "enable",
-            "file",
-            &format!("file_path={}", path.display()),
-            "log_raw=true",
-        ]);
-        path
+    /// Moves `region` back to `env` credentials (its password in the environment), so that
+    /// it does not depend on Vault.
+    pub fn env_region(&mut self, region: &str) {
+        let (prefix, index) = match region {
+            "us-east" => ("NEO_US_EAST", 0),
+            _ => ("NEO_EU_WEST", 1),
+        };
+        let password = self.secrets.lock().unwrap()[index].clone();
+        self.world.logins.push((prefix, password));
+        self.world.edit(&format!("regions/{region}.toml"), |s| {
+            s.replace(
+                &format!("vault_kv = \"secret/neo/regions/{region}\""),
+                &format!("env = \"{prefix}\""),
+            )
+        });
     }
 
-    /// Remembers, for the leak checks, every password and client token in OpenBao's raw
-    /// audit log: the dynamic logins' passwords and neo-reconcile's AppRole tokens.
-    pub fn secrets_from_audit(&self, audit: &std::path::Path) -> usize {
-        let text = std::fs::read_to_string(audit).unwrap();
-        let mut found = 0;
-        for line in text.lines() {
-            let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
-                continue;
-            };
-            for value in [
-                &entry["response"]["data"]["password"],
-                &entry["response"]["auth"]["client_token"],
-            ] {
-                if let Some(s) = value.as_str().filter(|s| s.len() >= 8) {
-                    self.secret(s);
-                    found += 1;
-                }
-            }
-        }
-        found
+    /// `env` with `VAULT_ADDR` pointing at `addr` (a proxy) instead.
+    pub fn via(env: &[(String, String)], addr: &str) -> Vec<(String, String)> {
+        env.iter()
+            .map(|(k, v)| match k.as_str() {
+                "VAULT_ADDR" => (k.clone(), addr.to_string()),
+                _ => (k.clone(), v.clone()),
+            })
+            .collect()
+    }
+
+    /// The environment of a run with the root token.
+    pub fn root_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("VAULT_ADDR".to_string(), self.bao.addr()),
+            ("VAULT_TOKEN".to_string(), self.bao.root_token().to_string()),
+        ]
+    }
+
+    /// OpenBao's `host:port`, for a proxy's upstream.
+    pub fn upstream(&self) -> String {
+        self.bao.addr().trim_start_matches("http://").to_string()
     }
 }
