@@ -60,12 +60,14 @@ pub enum ConnectError {
     },
     /// The server answered and refused the login: bad or expired credentials, not a network
     /// problem.
-    #[error("PostgreSQL at {host}:{port}/{database} rejected the login of {username} (the credentials are wrong or expired; this is not a network error): {message}")]
+    #[error("PostgreSQL at {host}:{port}/{database} rejected the login of {username} from {source_of_login} (the credentials are wrong or expired; this is not a network error): {message}")]
     Rejected {
         host: String,
         port: u16,
         database: String,
         username: String,
+        /// Where the login came from (`Vault <path>`, `env <PREFIX>`).
+        source_of_login: String,
         message: String,
     },
     #[error("connecting to {host}:{port}/{database} timed out after {secs}s")]
@@ -84,6 +86,8 @@ pub enum ConnectError {
 pub struct Connector {
     region: String,
     endpoint: Endpoint,
+    /// Where the login comes from, for messages (`Vault <path>`, `env <PREFIX>`).
+    source: String,
     login: Result<watch::Receiver<Arc<Login>>, CredentialError>,
 }
 
@@ -112,7 +116,7 @@ impl Connector {
 
     /// Opens one connection to `database` on the region's server, with the current login.
     pub async fn connect(&self, database: &str) -> Result<PgConnection, ConnectError> {
-        connect(&self.endpoint, database, &*self.login()?).await
+        connect(&self.endpoint, database, &*self.login()?, &self.source).await
     }
 
     /// Opens a connection to the region's own database.
@@ -209,6 +213,7 @@ pub async fn resolve(regions: &[&Region], credentials: &dyn Credentials) -> Conn
             Connector {
                 region: region.name.clone(),
                 endpoint: region.postgres.clone(),
+                source: region.credentials.source.describe(),
                 login,
             },
         );
@@ -258,6 +263,7 @@ async fn connect(
     endpoint: &Endpoint,
     database: &str,
     login: &Login,
+    source: &str,
 ) -> Result<PgConnection, ConnectError> {
     let options = connect_options(endpoint, database, login);
     let mut last_transient: Option<String> = None;
@@ -288,6 +294,7 @@ async fn connect(
             port: endpoint.port,
             database: database.to_string(),
             username: login.username.clone(),
+            source_of_login: source.to_string(),
             message: e.to_string(),
         }),
         Ok(Err(e)) => Err(connect_error(e.to_string())),
