@@ -127,3 +127,106 @@ fn vault_a_lease_whose_max_ttl_runs_out_mid_apply_is_replaced_and_no_tenant_fail
     );
     assert_eq!(tenants.trim(), "60");
 }
+
+/// AppRole tokens living 3 s, 6 s at most, through an apply that lasts longer: the keeper
+/// renews the token, logs in again before it dies, and moves the region to a login leased
+/// under the new token (the old token's leases die with it); no tenant fails and nothing is
+/// left afterwards.
+#[test]
+fn vault_an_approle_token_reaching_its_max_ttl_mid_apply_is_replaced_by_a_new_login() {
+    let v = VaultWorld::new();
+    v.dynamic("us-east", "1m", "1h");
+    v.world.edit("regions/us-east.toml", |s| {
+        s.replace("max_parallel = 4", "max_parallel = 1")
+    });
+    v.slow_tenants(16, 0.3);
+    let approle = v.approle("3s", "6s");
+    let apply = v.neo_env("apply", &["--auto-approve"], &approle.env);
+    apply.expect_code(0);
+    for expected in [
+        "Renewed the Vault token",
+        "Logged in to Vault again",
+        "New connections of the region use a new dynamic login",
+    ] {
+        assert!(
+            apply.stderr.contains(expected),
+            "{expected}:\n{}",
+            apply.stderr
+        );
+    }
+    assert!(!apply.stdout.contains("failed"), "{}", apply.stdout);
+    assert!(v.leases("us-east").is_empty());
+    assert_eq!(v.dynamic_logins("us-east"), 0);
+    v.assert_no_secret(&apply);
+}
+
+/// A plain token that reaches its max TTL cannot be replaced: the keeper says so clearly
+/// (KV logins, fetched at the start, are not affected).
+#[test]
+fn vault_a_plain_token_reaching_its_max_ttl_is_reported_clearly() {
+    let v = VaultWorld::new();
+    v.approle("1m", "1h"); // writes the example policy
+    v.world.edit("regions/us-east.toml", |s| {
+        s.replace("max_parallel = 4", "max_parallel = 1")
+    });
+    v.slow_tenants(14, 0.3);
+    let token = v.bao.bao(&[
+        "token",
+        "create",
+        "-policy=neo",
+        "-ttl=3s",
+        "-explicit-max-ttl=5s",
+        "-field=token",
+    ]);
+    v.secret(&token);
+    let env = vec![
+        ("VAULT_ADDR".to_string(), v.bao.addr()),
+        ("VAULT_TOKEN".to_string(), token.trim().to_string()),
+    ];
+    let apply = v.neo_env("apply", &["--auto-approve"], &env);
+    apply.expect_code(0);
+    assert!(
+        apply.stderr.contains("cannot log in again") && apply.stderr.contains("Use AppRole"),
+        "{}",
+        apply.stderr
+    );
+    v.assert_no_secret(&apply);
+}
+
+/// SIGTERM during an apply on a dynamic login: the run stops at a safe point and still
+/// revokes its lease; the login is gone from PostgreSQL.
+#[test]
+fn vault_sigterm_during_an_apply_still_revokes_the_lease() {
+    let v = VaultWorld::new();
+    v.dynamic("us-east", "1m", "1h");
+    v.world.edit("regions/us-east.toml", |s| {
+        s.replace("max_parallel = 4", "max_parallel = 1")
+    });
+    v.slow_tenants(30, 0.3);
+    let approle = v.approle("1m", "1h");
+    let tree = v.world.tree.path().to_str().unwrap().to_string();
+    let mut cmd = v.world.command(&["apply", &tree, "--auto-approve"]);
+    cmd.envs(
+        approle
+            .env
+            .iter()
+            .map(|(k, val)| (k.as_str(), val.as_str())),
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    // Wait for the lease, then for the first tenants.
+    while v.leases("us-east").is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Asked to stop"), "{stderr}");
+    assert!(stderr.contains("Revoked a dynamic login"), "{stderr}");
+    assert!(v.leases("us-east").is_empty());
+    assert_eq!(v.dynamic_logins("us-east"), 0);
+}
