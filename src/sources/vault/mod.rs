@@ -160,13 +160,22 @@ impl Vault {
                 "the Vault token reached the end of its life (its max TTL, or renewal was refused) and neo-reconcile was given a token, not AppRole, so it cannot log in again: use AppRole, or a periodic token that can be renewed for as long as the process lives",
             ));
         }
-        let token = {
-            let client = self.client.read().await;
-            login(&client, &self.config.address, &self.config.auth)
-                .await
-                .map_err(|e| Fault::permanent(e.to_string()))?
-        };
+        // The old token may be dead already: log in without it (an empty token sends no
+        // header). Requests wait for the new token meanwhile.
         let mut client = self.client.write().await;
+        let old = Secret::new(std::mem::take(&mut client.settings.token));
+        client.set_token("");
+        let token = match login(&client, &self.config.address, &self.config.auth).await {
+            Ok(token) => token,
+            Err(e) => {
+                // Keep the old token while it lasts; the keeper tries again later.
+                client.set_token(old.expose());
+                return Err(Fault {
+                    message: e.to_string(),
+                    transient: true,
+                });
+            }
+        };
         client.set_token(token.expose());
         let grant = lookup_self(&client).await?;
         *self.token.lock().expect("never poisoned") = grant;
