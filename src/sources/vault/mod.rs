@@ -5,10 +5,13 @@
 //! login: a KV v2 secret (`vault_kv = "<mount>/<path>"`, the mount being the first path
 //! segment) or dynamic credentials from the database secrets engine
 //! (`vault_database_role = "<mount>/creds/<role>"`), whose lease is remembered so that
-//! [`Vault::revoke_leases`] can revoke every lease of the run when it ends.
+//! [`Vault::revoke_leases`] can revoke every lease of the run when it ends. Keeping the token
+//! and the leases alive in between (renew, replace, log in again) is the job of
+//! [`keeper::LeaseKeeper`], on the timing of [`lifetime::next`].
 //!
 //! Every error names the region and the Vault path, and never a value: Vault's answers are
-//! reduced to a status and its error strings, which never echo a secret.
+//! reduced to a status and its error strings ([`faults`]), which never echo a secret.
+//! Transient errors (unreachable, 5xx, 429) are tried again a few times; 4xx are not.
 
 pub mod config;
 mod endpoints;
