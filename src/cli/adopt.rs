@@ -93,11 +93,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .collect();
             super::runtime()?.block_on(async {
                 let logins = super::vault::Logins::open(&args.vault, &regions).await?;
-                let outcomes =
-                    adopt::adopt_tenants(&desired, &tenants, set, from, &logins.connectors, &ctx)
-                        .await;
+                let outcomes = super::until_signal(adopt::adopt_tenants(
+                    &desired,
+                    &tenants,
+                    set,
+                    from,
+                    &logins.connectors,
+                    &ctx,
+                ))
+                .await;
                 logins.finish().await;
-                anyhow::Ok(outcomes)
+                outcomes.ok_or_else(|| {
+                    anyhow::anyhow!("interrupted; what was not recorded yet was rolled back")
+                })
             })?
         }
         Scope::Region => {
@@ -122,10 +130,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             };
             super::runtime()?.block_on(async {
                 let logins = super::vault::Logins::open(&args.vault, &regions).await?;
-                let outcomes =
-                    adopt::adopt_region_set(&regions, set, from, &logins.connectors, &ctx).await;
+                let outcomes = super::until_signal(adopt::adopt_region_set(
+                    &regions,
+                    set,
+                    from,
+                    &logins.connectors,
+                    &ctx,
+                ))
+                .await;
                 logins.finish().await;
-                anyhow::Ok(outcomes)
+                outcomes.ok_or_else(|| {
+                    anyhow::anyhow!("interrupted; what was not recorded yet was rolled back")
+                })
             })?
         }
     };

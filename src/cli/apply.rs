@@ -80,9 +80,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let (trigger, shutdown) = Shutdown::new();
     let outcome = runtime.block_on(async {
+        // Listening first: a stop request while the logins are fetched still ends below, with
+        // the leases revoked.
+        super::stop_on_signal(trigger);
         let regions = engine::regions_to_observe(&desired, &options);
         let logins = super::vault::Logins::open(&args.vault, &regions).await?;
-        super::stop_on_signal(trigger);
         let outcome =
             reconcile::once(&desired, &selection, &mode, &logins.connectors, &shutdown).await;
         // Every path of a run ends here, a stop request (Ctrl-C, SIGTERM) too: the leases of

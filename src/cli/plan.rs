@@ -56,22 +56,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let options = reconcile::plan_options(&desired, &selection)?;
     let runtime = super::runtime()?;
-    let plan = runtime
-        .block_on(async {
-            let regions = engine::regions_to_observe(&desired, &options);
-            let logins = super::vault::Logins::open(&args.vault, &regions).await?;
-            let outcome = reconcile::once(
+    let (trigger, shutdown) = Shutdown::new();
+    let outcome = runtime.block_on(async {
+        // Ctrl-C or SIGTERM stops the (read-only) plan, but the run's leases are still
+        // revoked.
+        super::stop_on_signal(trigger);
+        let regions = engine::regions_to_observe(&desired, &options);
+        let logins = super::vault::Logins::open(&args.vault, &regions).await?;
+        let never = Shutdown::never();
+        let outcome = tokio::select! {
+            outcome = reconcile::once(
                 &desired,
                 &selection,
                 &Mode::Plan,
                 &logins.connectors,
-                &Shutdown::never(),
-            )
-            .await;
-            logins.finish().await;
-            anyhow::Ok(outcome?)
-        })?
-        .plan;
+                &never,
+            ) => Some(outcome),
+            _ = shutdown.requested() => None,
+        };
+        logins.finish().await;
+        anyhow::Ok(outcome)
+    })?;
+    let Some(outcome) = outcome else {
+        eprintln!("Plan interrupted; nothing was changed.");
+        return Ok(ExitCode::from(130));
+    };
+    let plan = outcome?.plan;
     match args.format {
         Format::Text => print!(
             "{}",
