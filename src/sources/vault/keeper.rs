@@ -66,7 +66,8 @@ impl Tracked {
         }
     }
 
-    /// Records a failed attempt.
+    /// Records a failed attempt: a refusal (4xx) once leads to a replacement; after that,
+    /// and for transient errors, the attempts are counted for the backoff.
     fn failed(&mut self, transient: bool) {
         self.last = match (transient, self.last) {
             (true, LastError::Transient(n)) => LastError::Transient(n + 1),
@@ -141,8 +142,13 @@ impl Drop for LeaseKeeper {
 
 /// The newest lease of each region.
 fn latest_leases(vault: &Vault) -> Vec<(String, Lease)> {
+    newest_per_region(vault.leases())
+}
+
+/// The last lease of each region in `leases` (oldest first), in the order of those.
+fn newest_per_region(leases: Vec<(String, Lease)>) -> Vec<(String, Lease)> {
     let mut out: Vec<(String, Lease)> = Vec::new();
-    for (region, lease) in vault.leases() {
+    for (region, lease) in leases {
         out.retain(|(r, _)| *r != region);
         out.push((region, lease));
     }
@@ -307,4 +313,58 @@ fn jitter() -> f64 {
     let mut h = RandomState::new().build_hasher();
     h.write_u64(0x6a69_7474_6572);
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(id: &str) -> Lease {
+        Lease {
+            id: id.into(),
+            duration: Duration::from_secs(60),
+            renewable: true,
+        }
+    }
+
+    #[test]
+    fn failures_are_counted_and_a_refusal_is_remembered_once() {
+        let life = Lifetime::new(Duration::ZERO, Duration::from_secs(60), true);
+        let mut t = Tracked::new(Item::Token, life);
+        let mut seen = Vec::new();
+        for transient in [false, false, true, true] {
+            t.failed(transient);
+            seen.push(t.last);
+        }
+        assert_eq!(
+            seen,
+            [
+                LastError::Refused,
+                LastError::Transient(1),
+                LastError::Transient(2),
+                LastError::Transient(3)
+            ]
+        );
+        t.last = LastError::None;
+        t.failed(true);
+        assert_eq!(t.last, LastError::Transient(1));
+        assert!((0.0..1.0).contains(&t.jitter));
+    }
+
+    #[test]
+    fn the_keeper_tracks_the_newest_lease_of_each_region() {
+        let leases = vec![
+            ("us".to_string(), lease("a")),
+            ("eu".to_string(), lease("b")),
+            ("us".to_string(), lease("c")),
+        ];
+        let newest: Vec<(String, String)> = newest_per_region(leases)
+            .into_iter()
+            .map(|(r, l)| (r, l.id))
+            .collect();
+        assert_eq!(
+            newest,
+            [("eu".into(), "b".into()), ("us".into(), "c".into())]
+        );
+    }
 }
