@@ -230,3 +230,40 @@ fn vault_sigterm_during_an_apply_still_revokes_the_lease() {
     assert!(v.leases("us-east").is_empty());
     assert_eq!(v.dynamic_logins("us-east"), 0);
 }
+
+/// Renewals fail (the proxy answers 500 to every `sys/leases/renew` during the run): the
+/// keeper backs off, and when the backoff would reach the grace period it fetches a new login
+/// instead; the apply finishes with no failed tenant.
+#[test]
+fn vault_failing_renewals_lead_to_fresh_credentials_before_the_lease_ends() {
+    let v = VaultWorld::new();
+    let proxy = Proxy::start(&v.upstream());
+    proxy.inject(
+        "sys/leases/renew",
+        crate::support::proxy::Fault::Status(500),
+        1000,
+    );
+    v.dynamic("us-east", "4s", "1h");
+    v.world.edit("regions/us-east.toml", |s| {
+        s.replace("max_parallel = 4", "max_parallel = 1")
+    });
+    v.slow_tenants(16, 0.3);
+    let approle = v.approle("1m", "1h");
+    let env = VaultWorld::via(&approle.env, &proxy.addr());
+    let apply = v.neo_env("apply", &["--auto-approve"], &env);
+    apply.expect_code(0);
+    for expected in [
+        "Cannot renew the lease of the region's dynamic login",
+        "New connections of the region use a new dynamic login",
+    ] {
+        assert!(
+            apply.stderr.contains(expected),
+            "{expected}:\n{}",
+            apply.stderr
+        );
+    }
+    assert!(!apply.stdout.contains("failed"), "{}", apply.stdout);
+    assert!(proxy.log().iter().any(|e| e.injected));
+    assert!(v.leases("us-east").is_empty());
+    assert_eq!(v.dynamic_logins("us-east"), 0);
+}
