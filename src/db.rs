@@ -58,6 +58,18 @@ pub enum ConnectError {
         database: String,
         message: String,
     },
+    /// The server answered and refused the login: bad or expired credentials, not a network
+    /// problem.
+    #[error("PostgreSQL at {host}:{port}/{database} rejected the login of {username} from {source_of_login} (the credentials are wrong or expired; this is not a network error): {message}")]
+    Rejected {
+        host: String,
+        port: u16,
+        database: String,
+        username: String,
+        /// Where the login came from (`Vault <path>`, `env <PREFIX>`).
+        source_of_login: String,
+        message: String,
+    },
     #[error("connecting to {host}:{port}/{database} timed out after {secs}s")]
     Timeout {
         host: String,
@@ -74,6 +86,8 @@ pub enum ConnectError {
 pub struct Connector {
     region: String,
     endpoint: Endpoint,
+    /// Where the login comes from, for messages (`Vault <path>`, `env <PREFIX>`).
+    source: String,
     login: Result<watch::Receiver<Arc<Login>>, CredentialError>,
 }
 
@@ -94,9 +108,15 @@ impl Connector {
         }
     }
 
+    /// A watch on the region's login, telling a holder of a long-lived connection when a new
+    /// login was published since it last looked.
+    pub fn login_watch(&self) -> LoginWatch {
+        LoginWatch(self.login.as_ref().ok().cloned())
+    }
+
     /// Opens one connection to `database` on the region's server, with the current login.
     pub async fn connect(&self, database: &str) -> Result<PgConnection, ConnectError> {
-        connect(&self.endpoint, database, &*self.login()?).await
+        connect(&self.endpoint, database, &*self.login()?, &self.source).await
     }
 
     /// Opens a connection to the region's own database.
@@ -119,6 +139,28 @@ impl Connector {
             message: e.to_string(),
         })?;
         Ok(conn)
+    }
+}
+
+/// Whether a region's login was replaced since a connection was opened: a worker checks it
+/// between tenants and opens a new connection when it was, so that connections on an old
+/// login (whose lease may end soon) finish what they run and go away.
+#[derive(Debug)]
+pub struct LoginWatch(Option<watch::Receiver<Arc<Login>>>);
+
+impl LoginWatch {
+    /// Marks the current login as seen; call it before opening a connection.
+    pub fn seen(&mut self) {
+        if let Some(rx) = &mut self.0 {
+            rx.borrow_and_update();
+        }
+    }
+
+    /// Whether a new login was published since the last [`LoginWatch::seen`].
+    pub fn changed(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|rx| rx.has_changed().unwrap_or(false))
     }
 }
 
@@ -171,6 +213,7 @@ pub async fn resolve(regions: &[&Region], credentials: &dyn Credentials) -> Conn
             Connector {
                 region: region.name.clone(),
                 endpoint: region.postgres.clone(),
+                source: region.credentials.source.describe(),
                 login,
             },
         );
@@ -220,6 +263,7 @@ async fn connect(
     endpoint: &Endpoint,
     database: &str,
     login: &Login,
+    source: &str,
 ) -> Result<PgConnection, ConnectError> {
     let options = connect_options(endpoint, database, login);
     let mut last_transient: Option<String> = None;
@@ -245,6 +289,14 @@ async fn connect(
     };
     match tokio::time::timeout(CONNECT_TIMEOUT, attempts).await {
         Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) if is_rejected_login(&e) => Err(ConnectError::Rejected {
+            host: endpoint.host.clone(),
+            port: endpoint.port,
+            database: database.to_string(),
+            username: login.username.clone(),
+            source_of_login: source.to_string(),
+            message: e.to_string(),
+        }),
         Ok(Err(e)) => Err(connect_error(e.to_string())),
         Err(_) => match last_transient {
             Some(message) => Err(connect_error(format!(
@@ -259,6 +311,13 @@ async fn connect(
             }),
         },
     }
+}
+
+/// Whether the server refused the login itself: `invalid_password` (28P01) or
+/// `invalid_authorization_specification` (28000, such as a role that does not exist or may
+/// not log in).
+fn is_rejected_login(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("28P01" | "28000")))
 }
 
 /// Whether a failed connection attempt is worth repeating: the server is full

@@ -57,11 +57,13 @@ impl TenantRunner<'_> {
     }
 
     /// One worker: takes the next tenant until none is left, on its own connection, which it
-    /// replaces after [`TENANTS_PER_CONNECTION`] tenants and after a failure.
+    /// replaces after [`TENANTS_PER_CONNECTION`] tenants, after a failure, and when the
+    /// region's login was replaced.
     async fn worker(&self, queue: &TenantQueue<'_, '_>, max_failures: u32) {
         let region = &self.run.region.name;
         let mut conn: Option<PgConnection> = None;
         let mut served = 0;
+        let mut login = self.run.connector.login_watch();
         loop {
             let Some((slug, actions)) = queue.lock().expect("no panics hold this lock").next()
             else {
@@ -77,13 +79,16 @@ impl TenantRunner<'_> {
                 self.lock().not_started.push((slug.clone(), reason));
                 continue;
             }
-            if served == TENANTS_PER_CONNECTION {
+            // A replaced login (renewed dynamic credentials) reaches the worker here, between
+            // tenants: the old connection has finished its transactions.
+            if served == TENANTS_PER_CONNECTION || login.changed() {
                 if let Some(old) = conn.take() {
                     old.close().await.ok();
                 }
             }
             if conn.is_none() {
                 served = 0;
+                login.seen();
             }
             served += 1;
             let (applied, error) = self.run_target(&mut conn, slug, actions).await;

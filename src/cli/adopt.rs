@@ -13,7 +13,6 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail};
 use neo_reconcile::apply::adopt::{self, AdoptFrom, AdoptOutcome};
 use neo_reconcile::apply::RunContext;
-use neo_reconcile::db;
 use neo_reconcile::desired::{Region, Scope, Tenant, TenantStatus};
 use neo_reconcile::sources::git;
 
@@ -93,12 +92,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .filter(|r| tenants.iter().any(|t| t.region == r.name))
                 .collect();
             super::runtime()?.block_on(async {
-                let sources = super::vault::sources(&args.vault, &regions).await?;
-                let connectors = db::resolve(&regions, &sources).await;
-                let outcomes =
-                    adopt::adopt_tenants(&desired, &tenants, set, from, &connectors, &ctx).await;
-                super::vault::finish(&sources).await;
-                anyhow::Ok(outcomes)
+                let logins = super::vault::Logins::open(&args.vault, &regions).await?;
+                let outcomes = super::until_signal(adopt::adopt_tenants(
+                    &desired,
+                    &tenants,
+                    set,
+                    from,
+                    &logins.connectors,
+                    &ctx,
+                ))
+                .await;
+                logins.finish().await;
+                outcomes.ok_or_else(|| {
+                    anyhow::anyhow!("interrupted; what was not recorded yet was rolled back")
+                })
             })?
         }
         Scope::Region => {
@@ -122,12 +129,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 v
             };
             super::runtime()?.block_on(async {
-                let sources = super::vault::sources(&args.vault, &regions).await?;
-                let connectors = db::resolve(&regions, &sources).await;
-                let outcomes =
-                    adopt::adopt_region_set(&regions, set, from, &connectors, &ctx).await;
-                super::vault::finish(&sources).await;
-                anyhow::Ok(outcomes)
+                let logins = super::vault::Logins::open(&args.vault, &regions).await?;
+                let outcomes = super::until_signal(adopt::adopt_region_set(
+                    &regions,
+                    set,
+                    from,
+                    &logins.connectors,
+                    &ctx,
+                ))
+                .await;
+                logins.finish().await;
+                outcomes.ok_or_else(|| {
+                    anyhow::anyhow!("interrupted; what was not recorded yet was rolled back")
+                })
             })?
         }
     };

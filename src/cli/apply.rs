@@ -9,7 +9,6 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use neo_reconcile::apply::{self, RegionOutcome, RunContext};
-use neo_reconcile::db;
 use neo_reconcile::engine;
 use neo_reconcile::plan::Plan;
 use neo_reconcile::reconcile::{self, Approval, ErrorKind, Mode, ReconcileError, Selection};
@@ -81,15 +80,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let (trigger, shutdown) = Shutdown::new();
     let outcome = runtime.block_on(async {
-        let regions = engine::regions_to_observe(&desired, &options);
-        let sources = super::vault::sources(&args.vault, &regions).await?;
-        let connectors = db::resolve(&regions, &sources).await;
+        // Listening first: a stop request while the logins are fetched still ends below, with
+        // the leases revoked.
         super::stop_on_signal(trigger);
-        let outcome = reconcile::once(&desired, &selection, &mode, &connectors, &shutdown).await;
+        let regions = engine::regions_to_observe(&desired, &options);
+        let logins = super::vault::Logins::open(&args.vault, &regions).await?;
+        let outcome =
+            reconcile::once(&desired, &selection, &mode, &logins.connectors, &shutdown).await;
         // Every path of a run ends here, a stop request (Ctrl-C, SIGTERM) too: the leases of
         // its dynamic logins are revoked.
-        drop(connectors);
-        super::vault::finish(&sources).await;
+        logins.finish().await;
         anyhow::Ok(outcome)
     })?;
     let outcome = match outcome {

@@ -57,3 +57,15 @@ pub fn stop_on_signal(trigger: neo_reconcile::shutdown::Trigger) {
         trigger.trigger();
     });
 }
+
+/// Runs `work` until it ends or Ctrl-C/SIGTERM arrives (then drops it: for work whose
+/// interrupted transactions the server rolls back). `None` when interrupted. Call it inside
+/// the runtime; the caller still ends the run (revokes its leases) on both paths.
+pub async fn until_signal<F: std::future::Future>(work: F) -> Option<F::Output> {
+    let (trigger, shutdown) = neo_reconcile::shutdown::Shutdown::new();
+    stop_on_signal(trigger);
+    tokio::select! {
+        out = work => Some(out),
+        _ = shutdown.requested() => None,
+    }
+}

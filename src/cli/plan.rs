@@ -8,7 +8,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::ValueEnum;
-use neo_reconcile::db;
 use neo_reconcile::engine;
 use neo_reconcile::plan::render::{self, TextOptions};
 use neo_reconcile::plan::Plan;
@@ -57,24 +56,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let options = reconcile::plan_options(&desired, &selection)?;
     let runtime = super::runtime()?;
-    let plan = runtime
-        .block_on(async {
-            let regions = engine::regions_to_observe(&desired, &options);
-            let sources = super::vault::sources(&args.vault, &regions).await?;
-            let connectors = db::resolve(&regions, &sources).await;
-            let outcome = reconcile::once(
+    let (trigger, shutdown) = Shutdown::new();
+    let outcome = runtime.block_on(async {
+        // Ctrl-C or SIGTERM stops the (read-only) plan, but the run's leases are still
+        // revoked.
+        super::stop_on_signal(trigger);
+        let regions = engine::regions_to_observe(&desired, &options);
+        let logins = super::vault::Logins::open(&args.vault, &regions).await?;
+        let never = Shutdown::never();
+        let outcome = tokio::select! {
+            outcome = reconcile::once(
                 &desired,
                 &selection,
                 &Mode::Plan,
-                &connectors,
-                &Shutdown::never(),
-            )
-            .await;
-            drop(connectors);
-            super::vault::finish(&sources).await;
-            anyhow::Ok(outcome?)
-        })?
-        .plan;
+                &logins.connectors,
+                &never,
+            ) => Some(outcome),
+            _ = shutdown.requested() => None,
+        };
+        logins.finish().await;
+        anyhow::Ok(outcome)
+    })?;
+    let Some(outcome) = outcome else {
+        eprintln!("Plan interrupted; nothing was changed.");
+        return Ok(ExitCode::from(130));
+    };
+    let plan = outcome?.plan;
     match args.format {
         Format::Text => print!(
             "{}",

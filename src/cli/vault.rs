@@ -1,14 +1,17 @@
 //! Vault for the subcommands that connect: where it is and how to log in (`VAULT_*` variables
 //! and `--vault-*` flags), the check that every region reading Vault has it configured
-//! (before anything connects), the login, and revoking the run's leases when it ends.
+//! (before anything connects), the login, keeping the run's leases alive
+//! ([`Logins`]), and revoking them when it ends.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::bail;
+use neo_reconcile::db::{self, Connectors};
 use neo_reconcile::desired::Region;
 use neo_reconcile::sources::credentials::{self, Secret, Sources};
 use neo_reconcile::sources::vault::config::{RawAppRole, RawVault, VaultConfig};
+use neo_reconcile::sources::vault::keeper::LeaseKeeper;
 use neo_reconcile::sources::vault::Vault;
 
 /// Where Vault is and how to log in. A token is only read from `VAULT_TOKEN` or a file, never
@@ -71,7 +74,7 @@ impl VaultArgs {
 /// The credential sources of a run. When a region reads Vault, Vault must be configured
 /// (else an error before anything connects) and is logged in to; a failed login makes those
 /// regions fail, with its reason, while the others go on.
-pub async fn sources(args: &VaultArgs, regions: &[&Region]) -> anyhow::Result<Sources> {
+async fn sources(args: &VaultArgs, regions: &[&Region]) -> anyhow::Result<Sources> {
     let needing = credentials::vault_regions(regions);
     if needing.is_empty() {
         return Ok(Sources::default());
@@ -94,11 +97,42 @@ pub async fn sources(args: &VaultArgs, regions: &[&Region]) -> anyhow::Result<So
     Ok(Sources::with_vault(vault))
 }
 
-/// Ends a run's use of Vault: revokes every lease it took. Failures are reported, not fatal
-/// (a lease not revoked ends at its TTL).
-pub async fn finish(sources: &Sources) {
-    if let Some(vault) = sources.vault() {
-        for (region, reason) in vault.revoke_leases().await {
+/// A run's region logins: the connectors every connection goes through, the credential
+/// sources they came from, and the [`LeaseKeeper`] that renews or replaces dynamic logins
+/// and the Vault token while the run lasts. [`Logins::finish`] ends it on every path.
+pub struct Logins {
+    pub connectors: Arc<Connectors>,
+    sources: Sources,
+    keeper: Option<LeaseKeeper>,
+}
+
+impl Logins {
+    /// Fetches each region's login once and starts keeping the leases.
+    pub async fn open(args: &VaultArgs, regions: &[&Region]) -> anyhow::Result<Logins> {
+        let sources = sources(args, regions).await?;
+        let connectors = Arc::new(db::resolve(regions, &sources).await);
+        let keeper = sources
+            .vault()
+            .map(|vault| LeaseKeeper::start(vault.clone(), connectors.clone(), regions));
+        Ok(Logins {
+            connectors,
+            sources,
+            keeper,
+        })
+    }
+
+    /// Ends a run's use of Vault: stops the keeper and revokes every lease the run took.
+    /// Failures are reported, not fatal (a lease not revoked ends at its TTL).
+    pub async fn finish(self) {
+        drop(self.connectors);
+        let failed = match self.keeper {
+            Some(keeper) => keeper.finish().await,
+            None => match self.sources.vault() {
+                Some(vault) => vault.revoke_leases().await,
+                None => Vec::new(),
+            },
+        };
+        for (region, reason) in failed {
             eprintln!("warning: region {region}: cannot revoke its dynamic login's lease in Vault ({reason}); it ends at its TTL");
         }
     }

@@ -97,6 +97,14 @@ impl CredentialSource {
             CredentialSource::Env(_) => None,
         }
     }
+
+    /// Where the login comes from, in words (no value): `Vault <path>` or `env <PREFIX>`.
+    pub fn describe(&self) -> String {
+        match self {
+            CredentialSource::Env(prefix) => format!("env {prefix}"),
+            other => format!("Vault {}", other.vault_path().unwrap_or_default()),
+        }
+    }
 }
 
 /// How apply behaves in a region (`[apply]`).

@@ -18,4 +18,6 @@ mod transaction_guard;
 mod transaction_shape;
 mod validate;
 mod vault;
+mod vault_failures;
+mod vault_leases;
 mod world;

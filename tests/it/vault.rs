@@ -2,7 +2,7 @@
 //! PostgreSQL clusters: KV v2 logins with a token, AppRole, and dynamic database credentials.
 
 use crate::support::bao::BaoServer;
-use crate::world::{Run, World};
+use crate::support::vault_world::VaultWorld;
 
 /// The harness itself: a dev server starts, answers as root, and stores and reads KV v2.
 #[test]
@@ -21,89 +21,6 @@ fn bao_dev_server_starts_and_kv_works() {
     let other = BaoServer::start();
     assert_ne!(bao.addr(), other.addr());
     assert!(other.try_bao(&["kv", "get", "secret/neo/smoke"]).is_err());
-}
-
-/// A world whose regions read their `neo_migrator` logins from OpenBao's KV v2 at
-/// `secret/neo/regions/<region>`, with no password left in the environment.
-struct VaultWorld {
-    world: World,
-    bao: BaoServer,
-    passwords: Vec<String>,
-}
-
-impl VaultWorld {
-    fn new() -> VaultWorld {
-        let mut world = World::new();
-        let bao = BaoServer::start();
-        let mut passwords = Vec::new();
-        for ((_, password), region) in world.logins.iter().zip(["us-east", "eu-west"]) {
-            bao.bao(&[
-                "kv",
-                "put",
-                &format!("secret/neo/regions/{region}"),
-                "username=neo_migrator",
-                &format!("password={password}"),
-            ]);
-            passwords.push(password.clone());
-        }
-        world.logins.clear();
-        for (region, prefix) in [("us-east", "NEO_US_EAST"), ("eu-west", "NEO_EU_WEST")] {
-            world.edit(&format!("regions/{region}.toml"), |s| {
-                s.replace(
-                    &format!("env = \"{prefix}\""),
-                    &format!("vault_kv = \"secret/neo/regions/{region}\""),
-                )
-            });
-        }
-        VaultWorld {
-            world,
-            bao,
-            passwords,
-        }
-    }
-
-    /// Runs the binary with `VAULT_ADDR` and `VAULT_TOKEN` (the root token) set.
-    fn neo(&self, subcommand: &str, args: &[&str]) -> Run {
-        let addr = self.bao.addr();
-        let env = [
-            ("VAULT_ADDR", addr.as_str()),
-            ("VAULT_TOKEN", self.bao.root_token()),
-        ];
-        self.world
-            .neo_at(self.world.tree.path(), subcommand, args, &env)
-    }
-
-    /// Asserts that no password nor the token appears in `run`'s output or in the regions'
-    /// `neo_reconcile.runs` rows.
-    #[track_caller]
-    fn assert_no_secret(&self, run: &Run) {
-        let mut rows = String::new();
-        for (cluster, db) in [(&self.world.us, "neo_us"), (&self.world.eu, "neo_eu")] {
-            if let Ok(r) = cluster.try_psql(
-                db,
-                "SELECT string_agg(t::text, '|') FROM neo_reconcile.runs t",
-            ) {
-                rows += &r;
-            }
-        }
-        for secret in self
-            .passwords
-            .iter()
-            .map(String::as_str)
-            .chain([self.bao.root_token()])
-        {
-            for (what, text) in [
-                ("stdout", &run.stdout),
-                ("stderr", &run.stderr),
-                ("runs", &rows),
-            ] {
-                assert!(
-                    !text.contains(secret),
-                    "a secret leaked into {what}:\n{text}"
-                );
-            }
-        }
-    }
 }
 
 /// `plan` and `apply` read the logins from Vault KV with a token: nothing in the environment
@@ -218,92 +135,25 @@ fn a_vault_source_without_vault_configuration_is_refused_up_front() {
 
 /// AppRole login and dynamic logins: us-east's login comes from OpenBao's database secrets
 /// engine (a short-lived role, member of `neo_migrator`, sessions under `SET ROLE
-/// neo_migrator`). Apply converges, one lease is issued for the region, and it is revoked
-/// when the run ends: the dynamic login is gone from `pg_roles`.
+/// neo_migrator`). Apply converges, and the run's lease is revoked when it ends: the dynamic
+/// login is gone from `pg_roles` and OpenBao holds no lease for the region.
 #[test]
 fn approle_and_dynamic_database_logins_converge_and_are_revoked_at_the_end() {
     let v = VaultWorld::new();
-    let (user, password) = v.world.us.superuser();
-    v.bao.bao(&["secrets", "enable", "database"]);
-    v.bao.bao(&[
-        "write",
-        "database/config/us",
-        "plugin_name=postgresql-database-plugin",
-        "allowed_roles=neo-migrator-us",
-        "connection_url=postgresql://{{username}}:{{password}}@127.0.0.1:PORT/neo_us?sslmode=disable"
-            .replace("PORT", &v.world.us.port().to_string())
-            .as_str(),
-        &format!("username={user}"),
-        &format!("password={password}"),
-    ]);
-    v.bao.bao(&[
-        "write",
-        "database/roles/neo-migrator-us",
-        "db_name=us",
-        "default_ttl=5m",
-        "max_ttl=10m",
-        "creation_statements=CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'; GRANT neo_migrator TO \"{{name}}\";",
-        "revocation_statements=REVOKE neo_migrator FROM \"{{name}}\"; DROP ROLE IF EXISTS \"{{name}}\";",
-    ]);
-    let policy = v.bao.file(
-        "policy.hcl",
-        "path \"secret/data/neo/regions/*\" { capabilities = [\"read\"] }\n\
-         path \"database/creds/neo-migrator-us\" { capabilities = [\"read\"] }\n\
-         path \"sys/leases/revoke\" { capabilities = [\"update\"] }\n\
-         path \"sys/leases/renew\" { capabilities = [\"update\"] }\n",
-    );
-    v.bao
-        .bao(&["policy", "write", "neo", policy.to_str().unwrap()]);
-    v.bao.bao(&["auth", "enable", "approle"]);
-    v.bao.bao(&[
-        "write",
-        "auth/approle/role/neo",
-        "token_policies=neo",
-        "token_ttl=10m",
-    ]);
-    let role_id = v
-        .bao
-        .bao(&["read", "-field=role_id", "auth/approle/role/neo/role-id"]);
-    let secret_id = v.bao.bao(&[
-        "write",
-        "-f",
-        "-field=secret_id",
-        "auth/approle/role/neo/secret-id",
-    ]);
-    let role_id_file = v.bao.file("role-id", &role_id);
-    let secret_id_file = v.bao.file("secret-id", &secret_id);
-    v.world.edit("regions/us-east.toml", |s| {
-        s.replace(
-            "\nvault_kv = \"secret/neo/regions/us-east\"",
-            "\nvault_database_role = \"database/creds/neo-migrator-us\"\nset_role = \"neo_migrator\"",
-        )
-    });
-    let logins = "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'v-%'";
-    let addr = v.bao.addr();
-    let env = [
-        ("VAULT_ADDR", addr.as_str()),
-        ("VAULT_ROLE_ID_FILE", role_id_file.to_str().unwrap()),
-        ("VAULT_SECRET_ID_FILE", secret_id_file.to_str().unwrap()),
-    ];
-    let apply = v
-        .world
-        .neo_at(v.world.tree.path(), "apply", &["--auto-approve"], &env);
+    v.dynamic("us-east", "5m", "10m");
+    let approle = v.approle("10m", "1h");
+    let apply = v.neo_env("apply", &["--auto-approve"], &approle.env);
     apply.expect_code(0);
     v.assert_no_secret(&apply);
-    assert!(!apply.stdout.contains(secret_id.trim()) && !apply.stderr.contains(secret_id.trim()));
     // The run's one lease was revoked, and with it the login.
-    assert_eq!(v.world.us.psql("postgres", logins).trim(), "0");
-    assert!(v
-        .bao
-        .try_bao(&["list", "sys/leases/lookup/database/creds/neo-migrator-us"])
-        .map_or(true, |out| out.trim().is_empty()));
+    assert_eq!(v.dynamic_logins("us-east"), 0);
+    assert!(v.leases("us-east").is_empty());
     // What apply created belongs to neo_migrator's roles, not to the dynamic login.
     assert_eq!(
         v.world.us.psql("neo_us", "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'neo_reconcile'").trim(),
         "neo_migrator"
     );
-    v.world
-        .neo_at(v.world.tree.path(), "plan", &["--detailed-exitcode"], &env)
+    v.neo_env("plan", &["--detailed-exitcode"], &approle.env)
         .expect_code(0);
-    assert_eq!(v.world.us.psql("postgres", logins).trim(), "0");
+    assert_eq!(v.dynamic_logins("us-east"), 0);
 }

@@ -5,3 +5,5 @@
 pub mod bao;
 pub mod logins;
 pub mod pg;
+pub mod proxy;
+pub mod vault_world;
