@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail};
 use neo_reconcile::apply::adopt::{self, AdoptFrom, AdoptOutcome};
 use neo_reconcile::apply::RunContext;
-use neo_reconcile::desired::{Region, Scope, Tenant, TenantStatus};
+use neo_reconcile::desired::{Desired, Region, SchemaSet, Scope, Tenant, TenantStatus};
 use neo_reconcile::sources::git;
 
 #[derive(Debug, clap::Args)]
@@ -65,27 +65,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     set.name
                 );
             }
-            let tenants: Vec<&Tenant> = if args.all {
-                desired
-                    .tenants
-                    .values()
-                    .filter(|t| matches!(t.status, TenantStatus::Active | TenantStatus::Suspended))
-                    .collect()
-            } else if args.tenants.is_empty() {
-                bail!(
-                    "{} is a tenant-scope set: name its tenants with --tenant or --all",
-                    set.name
-                );
-            } else {
-                let mut v = Vec::new();
-                for slug in &args.tenants {
-                    match desired.tenants.get(slug) {
-                        Some(t) => v.push(t),
-                        None => bail!("unknown tenant {slug:?}"),
-                    }
-                }
-                v
-            };
+            let tenants = selected_tenants(&args, &desired, set)?;
             let regions: Vec<&Region> = desired
                 .regions
                 .values()
@@ -115,19 +95,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     set.name
                 );
             }
-            let regions: Vec<&Region> = if args.regions.is_empty() {
-                desired.regions.values().collect()
-            } else {
-                let mut v: Vec<&Region> = Vec::new();
-                for name in &args.regions {
-                    match desired.regions.get(name) {
-                        Some(r) if v.iter().any(|seen| seen.name == r.name) => {}
-                        Some(r) => v.push(r),
-                        None => bail!("unknown region {name:?}"),
-                    }
-                }
-                v
-            };
+            let regions = selected_regions(&args, &desired)?;
             super::runtime()?.block_on(async {
                 let logins = super::vault::Logins::open(&args.vault, &regions).await?;
                 let outcomes = super::until_signal(adopt::adopt_region_set(
@@ -165,4 +133,52 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The tenants `--tenant` or `--all` name for a tenant-scope set.
+fn selected_tenants<'a>(
+    args: &Args,
+    desired: &'a Desired,
+    set: &SchemaSet,
+) -> anyhow::Result<Vec<&'a Tenant>> {
+    let tenants: Vec<&Tenant> = if args.all {
+        desired
+            .tenants
+            .values()
+            .filter(|t| matches!(t.status, TenantStatus::Active | TenantStatus::Suspended))
+            .collect()
+    } else if args.tenants.is_empty() {
+        bail!(
+            "{} is a tenant-scope set: name its tenants with --tenant or --all",
+            set.name
+        );
+    } else {
+        let mut v = Vec::new();
+        for slug in &args.tenants {
+            match desired.tenants.get(slug) {
+                Some(t) => v.push(t),
+                None => bail!("unknown tenant {slug:?}"),
+            }
+        }
+        v
+    };
+    Ok(tenants)
+}
+
+/// The regions `--region` names (every region without it) for a region-scope set.
+fn selected_regions<'a>(args: &Args, desired: &'a Desired) -> anyhow::Result<Vec<&'a Region>> {
+    let regions: Vec<&Region> = if args.regions.is_empty() {
+        desired.regions.values().collect()
+    } else {
+        let mut v: Vec<&Region> = Vec::new();
+        for name in &args.regions {
+            match desired.regions.get(name) {
+                Some(r) if v.iter().any(|seen| seen.name == r.name) => {}
+                Some(r) => v.push(r),
+                None => bail!("unknown region {name:?}"),
+            }
+        }
+        v
+    };
+    Ok(regions)
 }
