@@ -1173,9 +1173,23 @@ fn parse_toml<T: DeserializeOwned + Required>(
     src: &SourceText,
     diags: &mut Diagnostics,
 ) -> Option<T> {
+    parse_toml_with(src, diags, true)
+}
+
+/// As [`parse_toml`]; `scan_secrets` off skips the plaintext-secret scan, for files (the
+/// daemon's configuration) whose keys name secret files, such as `token_file`.
+pub(crate) fn parse_toml_with<T: DeserializeOwned + Required>(
+    src: &SourceText,
+    diags: &mut Diagnostics,
+    scan_secrets: bool,
+) -> Option<T> {
     let (mut doc, errors) = DeTable::parse_recoverable(&src.text);
     // Secrets are reported even in a file that does not parse.
-    let secrets = remove_secrets(doc.get_mut(), "", src, diags);
+    let secrets = if scan_secrets {
+        remove_secrets(doc.get_mut(), "", src, diags)
+    } else {
+        Vec::new()
+    };
     if !errors.is_empty() {
         for e in &errors {
             let span = e.span().unwrap_or(0..0);

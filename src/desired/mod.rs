@@ -28,6 +28,8 @@ use serde::{Deserialize, Serialize};
 pub use credentials::database_role_parts;
 pub use diagnostic::{Diagnostic, Severity};
 pub use load::{load, Loaded};
+pub(crate) use load::{parse_toml_with, Required};
+pub(crate) use settings::parse_duration;
 
 /// A validated desired-state tree.
 #[derive(Debug, Clone)]
