@@ -15,17 +15,14 @@ pub struct Args {
     pub config: PathBuf,
     /// Only check the configuration (FILE, or --config's) and exit: 0 when valid, 1 with
     /// every problem otherwise.
-    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
-    pub check_config: Option<PathBuf>,
+    #[arg(long, value_name = "FILE")]
+    #[allow(clippy::option_option)]
+    pub check_config: Option<Option<PathBuf>>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(file) = &args.check_config {
-        let file = if file.as_os_str().is_empty() {
-            &args.config
-        } else {
-            file
-        };
+        let file = file.as_ref().unwrap_or(&args.config);
         return Ok(match config::load(file) {
             Ok(_) => {
                 println!("{}: valid", file.display());
