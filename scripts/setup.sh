@@ -22,6 +22,8 @@ if [ -z "${LIBCLANG_PATH:-}" ] && ! compgen -G '/usr/lib/llvm-*/lib/libclang.so'
   missing+=(libclang-dev)
 fi
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+# git2's https transport links the system's OpenSSL (libssh2 for ssh is vendored and built).
+pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev pkg-config)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2

@@ -378,8 +378,12 @@ fn two_daemons_never_apply_twice_and_a_stop_mid_run_leaves_no_lock() {
         w.edit("neo.toml", |s| s.replace("target = 5 ", "target = 6 "));
         commit_all(w.tree.path(), "fleet to V6");
         let d = Running::start(&w, daemon_config(&w, c3.path(), auto), start);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        d.stop().await;
+        // The tree is loaded and the reconcile starts at once: stop it while it runs.
+        d.rec
+            .wait("the commit loaded", |r| matches!(r, Rec::Loaded(Loaded::Valid { .. })))
+            .await;
+        let rec = d.stop().await;
+        assert!(matches!(rec.all().last(), Some(Rec::Stopping)));
     });
     for (cluster, db) in [(&w.us, "neo_us"), (&w.eu, "neo_eu")] {
         assert_eq!(
