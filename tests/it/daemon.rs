@@ -31,6 +31,7 @@ enum Rec {
         applied: usize,
         regions: Vec<(String, RegionStatus)>,
     },
+    Reloaded(Result<(), String>),
     Stopping,
 }
 
@@ -62,6 +63,10 @@ impl Observer for Recorder {
             applied,
             regions,
         });
+    }
+    fn reloaded(&self, result: Result<(), &str>) {
+        let r = result.map_err(str::to_string);
+        self.0.lock().unwrap().push(Rec::Reloaded(r));
     }
     fn stopping(&self) {
         self.0.lock().unwrap().push(Rec::Stopping);
@@ -139,7 +144,7 @@ struct Running {
     clock: Clock,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
-    _reload: mpsc::UnboundedSender<Result<Config, String>>,
+    reload: mpsc::UnboundedSender<Result<Config, String>>,
 }
 
 impl Running {
@@ -173,7 +178,7 @@ impl Running {
             clock,
             stop: Some(stop),
             task,
-            _reload: reload_tx,
+            reload: reload_tx,
         }
     }
 
@@ -223,6 +228,21 @@ fn a_running_daemon_applies_new_commits_refuses_invalid_ones_and_force_pushes() 
             "{r:?}"
         );
         assert!(applied_of(&r) > 0, "{r:?}");
+
+        // A configuration that does not load (SIGHUP with a bad file) is refused; the loop
+        // goes on with the old one.
+        let bad = config::parse(Path::new("/test/bad.toml"), "[source]\nurl = 1\n".into(), None)
+            .unwrap_err()
+            .to_string();
+        d.reload.send(Err(bad)).unwrap();
+        let r = d
+            .rec
+            .wait("the refused reload", |r| matches!(r, Rec::Reloaded(_)))
+            .await;
+        assert!(
+            matches!(&r, Rec::Reloaded(Err(e)) if e.contains("/test/bad.toml:2:7")),
+            "{r:?}"
+        );
 
         // A commit adding a tenant: picked up by the watcher, with no other action.
         w.write(
@@ -380,7 +400,9 @@ fn two_daemons_never_apply_twice_and_a_stop_mid_run_leaves_no_lock() {
         let d = Running::start(&w, daemon_config(&w, c3.path(), auto), start);
         // The tree is loaded and the reconcile starts at once: stop it while it runs.
         d.rec
-            .wait("the commit loaded", |r| matches!(r, Rec::Loaded(Loaded::Valid { .. })))
+            .wait("the commit loaded", |r| {
+                matches!(r, Rec::Loaded(Loaded::Valid { .. }))
+            })
             .await;
         let rec = d.stop().await;
         assert!(matches!(rec.all().last(), Some(Rec::Stopping)));
