@@ -138,7 +138,11 @@ impl Source {
         let objects = self.config.cache_dir.join("repo.git").join("objects");
         let objects = objects.canonicalize().map_err(|e| error(e.to_string()))?;
         write_checkout(&dir, &objects, sha).map_err(|e| error(e.message().to_string()))?;
-        Ok(dir.join(&self.config.path))
+        Ok(if self.config.path.as_os_str().is_empty() {
+            dir
+        } else {
+            dir.join(&self.config.path)
+        })
     }
 
     /// Removes every checkout but those of `keep`.
@@ -281,7 +285,112 @@ pub fn known_host(known_hosts: &str, host: &str, key: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::config::SourceUrl;
     use super::*;
+
+    fn config(url: SourceUrl, cache: &Path, allow_rewind: bool) -> SourceConfig {
+        SourceConfig {
+            url,
+            branch: "main".into(),
+            path: PathBuf::from("tree"),
+            poll_interval: std::time::Duration::from_secs(60),
+            auth: SourceAuth::None,
+            known_hosts: None,
+            cache_dir: cache.to_path_buf(),
+            allow_rewind,
+        }
+    }
+
+    fn commit(repo: &git2::Repository, file: &str, parent: Option<Oid>) -> Oid {
+        let workdir = repo.workdir().unwrap();
+        std::fs::create_dir_all(workdir.join("tree")).unwrap();
+        std::fs::write(workdir.join("tree/neo.toml"), file).unwrap();
+        let mut index = repo.index().unwrap();
+        index.add_path(Path::new("tree/neo.toml")).unwrap();
+        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let sig = git2::Signature::now("t", "t@example.com").unwrap();
+        let parents: Vec<git2::Commit> = parent
+            .iter()
+            .map(|p| repo.find_commit(*p).unwrap())
+            .collect();
+        let parents: Vec<&git2::Commit> = parents.iter().collect();
+        repo.commit(None, &sig, &sig, file, &tree, &parents)
+            .unwrap()
+    }
+
+    #[test]
+    fn fetches_follow_the_branch_and_refuse_rewinds() {
+        let upstream_dir = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let upstream = git2::Repository::init(upstream_dir.path()).unwrap();
+        let set = |oid: Oid| {
+            upstream
+                .reference("refs/heads/main", oid, true, "test")
+                .unwrap();
+        };
+        let one = commit(&upstream, "one", None);
+        set(one);
+        let url = SourceUrl::Local(upstream_dir.path().to_path_buf());
+        let mut source = Source::open(&config(url.clone(), cache.path(), false)).unwrap();
+        assert_eq!(source.fetch().unwrap(), Fetch::New(one.to_string()));
+        assert_eq!(source.fetch().unwrap(), Fetch::Same(one.to_string()));
+        let two = commit(&upstream, "two", Some(one));
+        set(two);
+        assert_eq!(source.fetch().unwrap(), Fetch::New(two.to_string()));
+
+        // A clean checkout each time: an edit of the previous one does not survive.
+        let root = source.checkout(&two.to_string()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join("neo.toml")).unwrap(),
+            "two"
+        );
+        std::fs::write(root.join("neo.toml"), "edited").unwrap();
+        let root = source.checkout(&two.to_string()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join("neo.toml")).unwrap(),
+            "two"
+        );
+        assert_eq!(
+            crate::sources::git::head_commit(&root),
+            Some(two.to_string())
+        );
+
+        // Sideways (a rewritten history) is refused, and so after a restart.
+        let other = commit(&upstream, "other", Some(one));
+        set(other);
+        let rewound = Fetch::Rewound {
+            from: two.to_string(),
+            to: other.to_string(),
+        };
+        assert_eq!(source.fetch().unwrap(), rewound);
+        let mut source = Source::open(&config(url.clone(), cache.path(), false)).unwrap();
+        assert_eq!(source.fetch().unwrap(), rewound);
+        // Unless allowed.
+        let mut source = Source::open(&config(url, cache.path(), true)).unwrap();
+        assert_eq!(source.fetch().unwrap(), Fetch::New(other.to_string()));
+        source.prune(&[]);
+        assert_eq!(
+            std::fs::read_dir(cache.path().join("checkouts"))
+                .unwrap()
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn https_and_ssh_transports_are_built_in() {
+        // Nothing listens on port 1: the error is about connecting, not about the scheme.
+        for url in [
+            SourceUrl::Https("https://127.0.0.1:1/desired.git".into()),
+            SourceUrl::Ssh("ssh://git@127.0.0.1:1/desired.git".into()),
+        ] {
+            let cache = tempfile::tempdir().unwrap();
+            let mut source = Source::open(&config(url.clone(), cache.path(), false)).unwrap();
+            let err = source.fetch().unwrap_err().to_string();
+            assert!(!err.contains("unsupported URL protocol"), "{url:?}: {err}");
+            assert!(err.starts_with("cannot fetch branch main from"), "{err}");
+        }
+    }
 
     #[test]
     fn known_hosts_match_by_name_and_key() {
