@@ -18,6 +18,31 @@ enum Case<'a> {
     /// The next wake-up after a reconcile that ended so, at a time, with a resync and a window
     /// change at given times (or none).
     Wake(Ended, &'a str, Option<&'a str>, Option<&'a str>),
+    /// How an outcome with these region statuses (and a refusal of this kind) ended.
+    Ended(Vec<RegionStatus>, Option<ErrorKind>),
+}
+
+fn outcome(regions: &[RegionStatus], refused: Option<ErrorKind>) -> RunOutcome {
+    RunOutcome {
+        plan: crate::plan::Plan {
+            format_version: 1,
+            desired: crate::plan::DesiredRef {
+                digest: String::new(),
+                commit: None,
+            },
+            selection: Default::default(),
+            regions: Vec::new(),
+            summary: Default::default(),
+        },
+        plan_text: None,
+        refused: refused.map(|k| (k, vec!["why".to_string()])),
+        report: None,
+        regions: regions
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("r{i}"), s.clone()))
+            .collect(),
+    }
 }
 
 fn utc(s: &str) -> DateTime<Utc> {
@@ -73,6 +98,7 @@ fn render(case: &Case<'_>) -> String {
             let (at, why) = timers.earliest();
             format!("{why:?} at {}; retry {}", at.to_rfc3339(), t(timers.retry))
         }
+        Case::Ended(regions, refused) => format!("{:?}", ended(Ok(&outcome(regions, *refused)))),
     }
 }
 
@@ -173,6 +199,43 @@ fn resync_backoff_poll_and_wakeups() {
         Case::Wake(Ended::NeedsHuman, now, None, None),
         "Poll at 2026-12-03T10:01:00+00:00; retry never",
     );
+}
+
+#[test]
+fn outcomes_reduce_to_how_the_next_wakeup_is_chosen() {
+    use RegionStatus::*;
+    let failed = |kind| Failed {
+        kind,
+        message: "x".into(),
+    };
+    check(
+        Case::Ended(vec![Converged, ChangesPending(3)], None),
+        "Fine",
+    );
+    check(
+        Case::Ended(vec![Converged, Blocked(vec!["b".into()])], None),
+        "NeedsHuman",
+    );
+    check(
+        Case::Ended(vec![failed(ErrorKind::Target)], None),
+        "NeedsHuman",
+    );
+    check(
+        Case::Ended(
+            vec![failed(ErrorKind::Target), failed(ErrorKind::Transient)],
+            None,
+        ),
+        "Transient",
+    );
+    check(
+        Case::Ended(vec![Converged], Some(ErrorKind::Transient)),
+        "Transient",
+    );
+    check(
+        Case::Ended(vec![Converged], Some(ErrorKind::NeedsHuman)),
+        "NeedsHuman",
+    );
+    check(Case::Ended(vec![], None), "Fine");
 }
 
 #[test]
