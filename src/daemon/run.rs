@@ -60,7 +60,7 @@ pub enum DaemonError {
 enum Event {
     Timer(Wake),
     SourceChanged,
-    Reload(Result<Config, String>),
+    Reload(Box<Result<Config, String>>),
     Shutdown,
 }
 
@@ -164,7 +164,7 @@ impl Daemon {
                 Event::Timer(Wake::Retry) => self.poll(Trigger::Retry, true).await,
                 Event::Timer(Wake::Resync) => self.reconcile(Trigger::Resync).await,
                 Event::Timer(Wake::Window) => self.reconcile(Trigger::WindowOpened).await,
-                Event::Reload(result) => self.reload(result).await,
+                Event::Reload(result) => self.reload(*result).await,
             }
         }
         tracing::info!("Stopping: nothing new starts.");
@@ -178,7 +178,7 @@ impl Daemon {
         tokio::select! {
             biased;
             _ = stop.requested() => Event::Shutdown,
-            Some(r) = self.inputs.reload.recv() => Event::Reload(r),
+            Some(r) = self.inputs.reload.recv() => Event::Reload(Box::new(r)),
             Some(()) = next_change(changes) => Event::SourceChanged,
             _ = clock.sleep_until(at) => Event::Timer(why),
         }
