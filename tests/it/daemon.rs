@@ -428,3 +428,34 @@ fn two_daemons_never_apply_twice_and_a_stop_mid_run_leaves_no_lock() {
     w.neo("apply", &["--auto-approve"]).expect_code(0);
     w.neo("plan", &["--detailed-exitcode"]).expect_code(0);
 }
+
+#[test]
+fn check_config_exits_non_zero_with_every_problem() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(crate::world::BIN)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/config.toml");
+    assert_eq!(run(&["daemon", "--check-config", example]).0, 0);
+    assert_eq!(run(&["daemon", "--config", example, "--check-config"]).0, 0);
+    let dir = TempDir::new().unwrap();
+    let bad = dir.path().join("config.toml");
+    std::fs::write(&bad, "[source]\nurl = \"ftp://x\"\npoll = 1\n").unwrap();
+    let (code, stderr) = run(&["daemon", "--check-config", bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("config.toml:2:7: error: source.url"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("config.toml:3:1: error: source.poll: unknown field"),
+        "{stderr}"
+    );
+}
