@@ -25,6 +25,8 @@ fi
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 # systemd-analyze checks systemd/neo-reconcile.service in the tests (verify, security).
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+# git2's https transport links the system's OpenSSL (libssh2 for ssh is vendored and built).
+pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev pkg-config)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2

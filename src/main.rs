@@ -41,6 +41,9 @@ enum Command {
     /// Record existing tenant or region-scope schemas (Flyway or hand-migrated) as managed,
     /// without running SQL.
     Adopt(cli::adopt::Args),
+    /// The GitOps loop: follow a git branch and converge on every new commit, resync and
+    /// maintenance window (see the README's "Running the daemon").
+    Daemon(cli::daemon::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => cli::plan::run(args),
         Command::Apply(args) => cli::apply::run(args),
         Command::Adopt(args) => cli::adopt::run(args),
+        Command::Daemon(args) => cli::daemon::run(args),
     };
     match result {
         Ok(code) => code,

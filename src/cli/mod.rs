@@ -3,6 +3,7 @@
 
 pub mod adopt;
 pub mod apply;
+pub mod daemon;
 pub mod plan;
 pub mod validate;
 pub mod vault;

@@ -36,3 +36,6 @@ pub use region::{
 pub use schema_set::{Migration, SchemaSet, Scope};
 pub use state::{ControlPlane, Desired, Extensions, Policy};
 pub use tenant::{Tenant, TenantStatus};
+
+pub(crate) use load::{parse_toml_with, Required};
+pub(crate) use settings::parse_duration;

@@ -20,12 +20,12 @@ const DURATION_UNITS: &str = "ms, s, min, h or d";
 const MAX_RETRIES: u32 = 10;
 
 /// `"5s"`, `"250ms"`, `"10min"`, `"1h"`, `"30d"`: a positive whole number and a unit.
-pub(super) fn parse_duration(s: &str) -> Option<Duration> {
+pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
     parse_duration_or_zero(s).filter(|d| !d.is_zero())
 }
 
 /// As [`parse_duration`], but zero (`"0s"`) is allowed too.
-pub(super) fn parse_duration_or_zero(s: &str) -> Option<Duration> {
+pub(crate) fn parse_duration_or_zero(s: &str) -> Option<Duration> {
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();
     let (n, unit) = s.split_at(digits);
     let n: u64 = n.parse().ok()?;

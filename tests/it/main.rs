@@ -4,6 +4,7 @@
 mod adopt;
 mod apply;
 mod corpus;
+mod daemon;
 mod extensions;
 mod harness;
 mod migrations;

@@ -32,6 +32,8 @@ mod secrets;
 mod tenants;
 mod tree;
 
+pub(crate) use parse::{parse_toml_with, Required};
+
 use std::path::Path;
 
 use super::diagnostic::Diagnostic;

@@ -14,7 +14,7 @@ use crate::desired::raw::{RawNeo, RawRegion, RawTenant};
 
 /// The keys a raw file type requires, as dotted paths (`*` stands for every entry of a
 /// table), so that every missing one is reported at once instead of serde's first.
-pub(super) trait Required {
+pub(crate) trait Required {
     const REQUIRED: &'static [&'static str];
 }
 
@@ -51,9 +51,23 @@ pub(super) fn parse_toml<T: DeserializeOwned + Required>(
     src: &SourceText,
     diags: &mut Diagnostics,
 ) -> Option<T> {
+    parse_toml_with(src, diags, true)
+}
+
+/// As [`parse_toml`]; `scan_secrets` off skips the plaintext-secret scan, for files (the
+/// daemon's configuration) whose keys name secret files, such as `token_file`.
+pub(crate) fn parse_toml_with<T: DeserializeOwned + Required>(
+    src: &SourceText,
+    diags: &mut Diagnostics,
+    scan_secrets: bool,
+) -> Option<T> {
     let (mut doc, errors) = DeTable::parse_recoverable(&src.text);
     // Secrets are reported even in a file that does not parse.
-    let secrets = remove_secrets(doc.get_mut(), "", src, diags);
+    let secrets = if scan_secrets {
+        remove_secrets(doc.get_mut(), "", src, diags)
+    } else {
+        Vec::new()
+    };
     if !errors.is_empty() {
         for e in &errors {
             let span = e.span().unwrap_or(0..0);
