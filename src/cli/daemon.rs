@@ -5,8 +5,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::SystemTime;
 
-use neo_reconcile::daemon::{self, config, observer::Fanout};
+use neo_reconcile::daemon::{self, config, ops, status};
+use neo_reconcile::shutdown::Shutdown;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -43,8 +45,30 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let runtime = super::runtime()?;
     runtime.block_on(async {
-        let observer = Arc::new(Fanout(Vec::new()));
-        daemon::run(config, observer, stop_requested()).await
+        // The status, metrics and systemd notifications observe the loop; HTTP serves them
+        // until the loop has stopped.
+        let (observer, ops) = ops::observers(SystemTime::now(), status::system_clock());
+        let (trigger, stop) = Shutdown::new();
+        let server_stop = Shutdown::new();
+        let server = ops
+            .serve(
+                config.listen,
+                ops::alive_threshold(config.source.poll_interval),
+                async move { server_stop.1.requested().await },
+            )
+            .await?;
+        let server = tokio::spawn(server);
+        tokio::spawn(async move {
+            stop_requested().await;
+            trigger.trigger();
+        });
+        let result = daemon::run(config, Arc::new(observer), async move {
+            stop.requested().await
+        })
+        .await;
+        server_stop.0.trigger();
+        let _ = server.await;
+        result.map_err(anyhow::Error::from)
     })?;
     tracing::info!("Stopped.");
     Ok(ExitCode::SUCCESS)
