@@ -62,9 +62,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             stop_requested().await;
             trigger.trigger();
         });
-        let result = daemon::run(config, Arc::new(observer), async move {
-            stop.requested().await
-        })
+        let result = daemon::run(
+            config,
+            Arc::new(observer),
+            async move { stop.requested().await },
+        )
         .await;
         server_stop.0.trigger();
         let _ = server.await;

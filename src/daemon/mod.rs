@@ -30,6 +30,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use crate::sources::credentials::Sources;
+use crate::sources::vault::keeper::LeaseKeeper;
 use crate::sources::vault::Vault;
 
 /// Runs the daemon with the system clock until `shutdown` resolves: SIGHUP reloads the
@@ -71,14 +72,28 @@ pub async fn run(
         None => Sources::default(),
         Some(v) => Sources::with_vault(v),
     };
+    let vault = vault.and_then(Result::ok);
+    // The client token lives as long as the daemon: a keeper with no region renews it (or
+    // logs in again with AppRole) also while the loop is idle between reconciles, each of
+    // which keeps its own leases.
+    let token_keeper = vault.as_ref().map(|v| {
+        let none = Arc::new(crate::db::Connectors::default());
+        LeaseKeeper::start(v.clone(), none, &[])
+    });
     let inputs = run::Inputs {
         clock: clock::Clock::System,
         credentials: Arc::new(sources),
-        vault: vault.and_then(Result::ok),
+        vault,
         reload,
         seed: random_seed(),
     };
-    run::run_with(config, observer, shutdown, inputs).await
+    let result = run::run_with(config, observer, shutdown, inputs).await;
+    if let Some(keeper) = token_keeper {
+        for (region, reason) in keeper.finish().await {
+            tracing::warn!(region = %region, reason = %reason, "Cannot revoke a dynamic login's lease; it ends at its TTL.");
+        }
+    }
+    result
 }
 
 /// A seed from the standard library's per-process random keys.

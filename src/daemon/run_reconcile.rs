@@ -3,6 +3,7 @@
 //! plan logged, the outcome reported, and the timers set from how it ended.
 
 use super::*;
+use crate::sources::vault::keeper::LeaseKeeper;
 
 /// One call of `once` and what the observer is told about it.
 struct Part {
@@ -53,7 +54,15 @@ impl Daemon {
             Ok(o) => crate::engine::regions_to_observe(&good.desired, o),
             Err(_) => Vec::new(),
         };
-        let connectors = db::resolve(&regions, &*self.inputs.credentials).await;
+        // This reconcile's logins, fetched once per region; with Vault, a lease keeper renews
+        // (or replaces) them and the token while the reconcile runs, and revokes them at its
+        // end, as for a CLI run.
+        let connectors = Arc::new(db::resolve(&regions, &*self.inputs.credentials).await);
+        let keeper = self
+            .inputs
+            .vault
+            .as_ref()
+            .map(|vault| LeaseKeeper::start(vault.clone(), connectors.clone(), &regions));
         let mut parts = Vec::new();
         if !open.is_empty() {
             let outcome = self.once_apply(good, &open, trigger, &connectors).await;
@@ -72,8 +81,8 @@ impl Daemon {
             });
         }
         drop(connectors);
-        if let Some(vault) = &self.inputs.vault {
-            for (region, reason) in vault.revoke_leases().await {
+        if let Some(keeper) = keeper {
+            for (region, reason) in keeper.finish().await {
                 tracing::warn!(region = %region, reason = %reason, "Cannot revoke a dynamic login's lease; it ends at its TTL.");
             }
         }
