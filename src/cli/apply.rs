@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use neo_reconcile::apply::{self, RegionOutcome, RunContext};
+use neo_reconcile::daemon;
 use neo_reconcile::engine;
 use neo_reconcile::plan::Plan;
 use neo_reconcile::reconcile::{self, Approval, ErrorKind, Mode, ReconcileError, Selection};
@@ -31,6 +32,14 @@ pub struct Args {
     /// Apply only this tenant (repeatable).
     #[arg(long = "tenant", value_name = "TENANT")]
     pub tenants: Vec<String>,
+    /// The daemon's configuration on this host: a manual apply respects its maintenance
+    /// windows (ignored when the file does not exist).
+    #[arg(long, value_name = "FILE", default_value = daemon::config::DEFAULT_PATH)]
+    pub daemon_config: PathBuf,
+    /// Apply also in regions whose maintenance window is closed. The override is recorded in
+    /// the run row (its command line).
+    #[arg(long)]
+    pub override_window: bool,
     #[command(flatten)]
     pub vault: super::vault::VaultArgs,
 }
@@ -58,6 +67,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
     };
     let options = reconcile::plan_options(&desired, &selection)?;
+    if !windows_allow(&args, &desired, &options)? {
+        return Ok(ExitStatus::CouldNotStart.into());
+    }
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let ctx = RunContext::current(command, options.commit.clone());
     // A saved plan was reviewed when it was saved (as with Terraform's saved plans).
@@ -381,4 +393,43 @@ mod tests {
         assert_eq!(exit_status(&plan(2, 0), None), ExitStatus::Blocked);
         assert_eq!(exit_status(&plan(0, 1), None), ExitStatus::CouldNotStart);
     }
+}
+
+/// Whether the daemon's maintenance windows (when its configuration is on this host) allow
+/// applying now in every region the run covers; when they do not, says which and why, unless
+/// `--override-window` was given, which is logged and recorded in the run row.
+fn windows_allow(
+    args: &Args,
+    desired: &neo_reconcile::desired::Desired,
+    options: &neo_reconcile::plan::PlanOptions,
+) -> anyhow::Result<bool> {
+    if !args.daemon_config.exists() {
+        return Ok(true);
+    }
+    let config = daemon::config::load(&args.daemon_config).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}\nthe daemon's configuration {} holds the maintenance windows a manual apply respects: fix it, or name another with --daemon-config",
+            args.daemon_config.display()
+        )
+    })?;
+    let regions: Vec<String> = engine::regions_to_observe(desired, options)
+        .iter()
+        .map(|r| r.name.clone())
+        .collect();
+    let (_, closed) =
+        daemon::schedule::split_by_windows(&regions, &config.reconcile.windows, chrono::Utc::now());
+    if closed.is_empty() {
+        return Ok(true);
+    }
+    for (region, why) in &closed {
+        if args.override_window {
+            tracing::warn!(region = %region, reason = %why, file = %args.daemon_config.display(), "Maintenance window closed; applying anyway (--override-window, recorded in the run row).");
+        } else {
+            eprintln!(
+                "error: region {region} is outside its maintenance window ({why}, {}); nothing was changed. Wait for the window, or pass --override-window (recorded in the run row).",
+                args.daemon_config.display()
+            );
+        }
+    }
+    Ok(args.override_window)
 }

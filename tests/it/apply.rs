@@ -736,3 +736,54 @@ fn sigterm_finishes_the_running_migration_starts_nothing_new_and_releases_the_lo
     w.neo("apply", &["--auto-approve"]).expect_code(0);
     assert_eq!(history_count(&w, "tenant_globex"), "6");
 }
+
+/// A daemon configuration on the host whose deny window for us-east is always open.
+fn daemon_config_denying_us_east(w: &World, dir: &std::path::Path) -> std::path::PathBuf {
+    let file = dir.join("config.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[source]\nurl = \"{}\"\n\n[reconcile]\nauto_apply = true\n\n\
+             [reconcile.windows.us-east]\nkind = \"deny\"\nschedule = \"* * * * *\"\nduration = \"1h\"\n",
+            w.tree.path().display()
+        ),
+    )
+    .unwrap();
+    file
+}
+
+#[test]
+fn a_manual_apply_respects_the_daemons_maintenance_windows_unless_overridden_and_recorded() {
+    let w = World::new();
+    let dir = tempfile::TempDir::new().unwrap();
+    let config = daemon_config_denying_us_east(&w, dir.path());
+    let config = config.to_str().unwrap();
+    let before = w.snapshot();
+    let refused = w.neo("apply", &["--auto-approve", "--daemon-config", config]);
+    refused.expect_code(1);
+    assert!(
+        refused
+            .stderr
+            .contains("region us-east is outside its maintenance window")
+            && refused.stderr.contains("--override-window"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(w.snapshot(), before, "a refused apply changed something");
+
+    let run = w.neo(
+        "apply",
+        &[
+            "--auto-approve",
+            "--daemon-config",
+            config,
+            "--override-window",
+        ],
+    );
+    run.expect_code(0);
+    let command = w.us.psql(
+        "neo_us",
+        "SELECT command FROM neo_reconcile.runs ORDER BY id DESC LIMIT 1",
+    );
+    assert!(command.contains("--override-window"), "{command}");
+}
