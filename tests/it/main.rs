@@ -11,6 +11,7 @@ mod migrations;
 mod plan;
 mod reconcile;
 mod remedies;
+mod robustness;
 mod safety;
 mod support;
 mod systemd;
