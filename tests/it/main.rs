@@ -19,6 +19,7 @@ mod tidy;
 mod transaction_guard;
 mod transaction_shape;
 mod validate;
+mod validate_mutations;
 mod vault;
 mod vault_failures;
 mod vault_leases;
