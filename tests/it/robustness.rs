@@ -3,9 +3,11 @@
 //! The kill test adds tenants round after round and starts `apply --auto-approve` as a child
 //! process, then kills it with SIGKILL at a random moment: during bootstrap on clusters reset
 //! to their fresh state, while a tenant's transactional migration is running, while a
-//! `-- neo:no-transaction` migration is running, and at a plainly random delay. Two slow probe
-//! migrations (a `pg_sleep` inside a transaction, and one outside a transaction that is safe
-//! to run again from its first statement) widen the windows. One apply must then converge,
+//! `-- neo:no-transaction` migration is running, while a migration's history row is being
+//! written, and at a plainly random delay. Two slow probe migrations (a `pg_sleep` inside a
+//! transaction, and one outside a transaction that is safe to run again from its first
+//! statement) and a trigger that slows down history rows widen the windows. One apply must
+//! then converge,
 //! and [`assert_converged`] checks what issue 13 asks for: the next plan shows no changes, no
 //! migration is recorded twice, every tenant schema at the same version has the same catalog
 //! (with the schema name normalized away), and no advisory lock, `lock_holder` row or
@@ -13,6 +15,12 @@
 //!
 //! The race test starts three applies of the same tree at once, on fresh clusters and again
 //! after more tenants were added; all three exit 0 and the same checks hold.
+//!
+//! Two tests are ignored because they fail on known gaps of apply, each reproduced
+//! deterministically: a kill between a region-scope set's schema creation and its first
+//! migration blocks the region for good (the kill test hits this now and then, and then fails
+//! with "exists but neo-reconcile has no history for it"), and a dead run's `running` and
+//! `lock_holder` rows stay when the next apply has nothing to do in that region.
 //!
 //! The random choices come from a seeded generator. The seed is printed; set `NEO_KILL_SEED`
 //! to replay a run's choices (the kill moments still depend on the machine's speed).
@@ -272,6 +280,12 @@ impl RunningApply {
     }
 }
 
+/// The last `n` lines of `text`, for failure messages.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 /// Reads `from` to its end into `into`, on a thread.
 fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
     std::thread::spawn(move || {
@@ -299,6 +313,27 @@ fn statement_running(cluster: &PgCluster, marker: &str) -> bool {
         )
         .trim()
         != "0"
+}
+
+/// Makes every write of a history row take 40 ms longer, in every region whose bookkeeping
+/// exists, through a trigger the superuser adds to `neo_reconcile.schema_history`. That widens
+/// the moment the kill test most wants to hit: a migration's history row must be written in
+/// the migration's own transaction, so that a kill there leaves neither or both.
+fn slow_history_inserts(w: &World) {
+    for (_, _, cluster, db) in regions(w) {
+        cluster.psql(
+            db,
+            "DO $do$ BEGIN
+               IF to_regclass('neo_reconcile.schema_history') IS NOT NULL
+                  AND NOT EXISTS (SELECT FROM pg_trigger WHERE tgname = 'neo_test_slow_history') THEN
+                 CREATE OR REPLACE FUNCTION public.neo_test_slow_history() RETURNS trigger LANGUAGE plpgsql AS $f$
+                   BEGIN PERFORM pg_sleep(0.04); RETURN NEW; END $f$;
+                 CREATE TRIGGER neo_test_slow_history BEFORE INSERT ON neo_reconcile.schema_history
+                   FOR EACH ROW EXECUTE FUNCTION public.neo_test_slow_history();
+               END IF;
+             END $do$",
+        );
+    }
 }
 
 /// Whether the log says that region `region` took its lock and has not finished bootstrapping:
@@ -598,6 +633,8 @@ enum Phase {
     TenantTransaction,
     /// A tenant's `-- neo:no-transaction` probe migration was running.
     NoTransaction,
+    /// A migration's history row was being written (slowed down by [`slow_history_inserts`]).
+    HistoryInsert,
     /// At a random delay after the start, wherever apply was.
     Anywhere,
 }
@@ -616,9 +653,16 @@ fn sigkill_at_random_moments_then_one_apply_converges_with_nothing_twice_or_left
     let mut bootstrapped = false;
     for round in 0..MAX_ROUNDS {
         let need_bootstrap = count(&kills, Phase::Bootstrap) < MIN_KILLS_PER_PHASE;
-        let need_tx = count(&kills, Phase::TenantTransaction) < MIN_KILLS_PER_PHASE;
-        let need_notx = count(&kills, Phase::NoTransaction) < MIN_KILLS_PER_PHASE;
-        if !need_bootstrap && !need_tx && !need_notx && kills.len() >= MIN_KILLS {
+        let targeted = [
+            Phase::TenantTransaction,
+            Phase::NoTransaction,
+            Phase::HistoryInsert,
+        ];
+        let wanted: Vec<Phase> = targeted
+            .into_iter()
+            .filter(|p| count(&kills, *p) < MIN_KILLS_PER_PHASE)
+            .collect();
+        if !need_bootstrap && wanted.is_empty() && kills.len() >= MIN_KILLS {
             break;
         }
         // Bootstrap rounds first, each on clusters reset to their fresh state once an earlier
@@ -638,9 +682,11 @@ fn sigkill_at_random_moments_then_one_apply_converges_with_nothing_twice_or_left
             let ended = apply.kill();
             if let Some(code) = ended.code {
                 assert_eq!(
-                    code, 0,
-                    "an apply after kills failed:\n{}\n{}",
-                    ended.stdout, ended.stderr
+                    code,
+                    0,
+                    "an apply after kills failed:\n--- stdout (end)\n{}\n--- stderr (end)\n{}",
+                    tail(&ended.stdout, 15),
+                    tail(&ended.stderr, 30)
                 );
                 bootstrapped = true;
                 continue;
@@ -661,22 +707,24 @@ fn sigkill_at_random_moments_then_one_apply_converges_with_nothing_twice_or_left
             added.push(slug);
         }
         let cluster = regions(&w)[region].2;
-        let phase = if need_tx && (!need_notx || rng.below(2) == 0) {
-            Phase::TenantTransaction
-        } else if need_notx {
-            Phase::NoTransaction
-        } else {
+        slow_history_inserts(&w);
+        let phase = if wanted.is_empty() {
             Phase::Anywhere
+        } else {
+            *wanted.get(rng.below(wanted.len() as u64) as usize).unwrap()
         };
         let mut apply = RunningApply::start(&w);
-        let reached = match phase {
-            Phase::TenantTransaction => apply.wait_until(Duration::from_secs(60), |_| {
-                statement_running(cluster, "neo_kill_tx_probe")
+        let marker = match phase {
+            Phase::TenantTransaction => Some("neo_kill_tx_probe"),
+            Phase::NoTransaction => Some("neo_kill_notx_probe"),
+            Phase::HistoryInsert => Some("INSERT INTO neo_reconcile.schema_history"),
+            _ => None,
+        };
+        let reached = match marker {
+            Some(marker) => apply.wait_until(Duration::from_secs(60), |_| {
+                statement_running(cluster, marker)
             }),
-            Phase::NoTransaction => apply.wait_until(Duration::from_secs(60), |_| {
-                statement_running(cluster, "neo_kill_notx_probe")
-            }),
-            _ => {
+            None => {
                 let delay = rng.millis(1500);
                 apply.wait_until(Duration::from_secs(60), |a| a.started.elapsed() >= delay)
             }
@@ -684,7 +732,11 @@ fn sigkill_at_random_moments_then_one_apply_converges_with_nothing_twice_or_left
         // A moment later the probe is still running (it sleeps 100 ms) or the next
         // statement of the same migration is.
         if reached && phase != Phase::Anywhere {
-            std::thread::sleep(rng.millis(60));
+            std::thread::sleep(rng.millis(if phase == Phase::HistoryInsert {
+                20
+            } else {
+                60
+            }));
         }
         let at = apply.started.elapsed();
         let ended = apply.kill();
@@ -692,19 +744,20 @@ fn sigkill_at_random_moments_then_one_apply_converges_with_nothing_twice_or_left
             None => kills.push((phase, at)),
             Some(code) => assert!(
                 code == 0,
-                "an apply after kills failed:\n{}\n{}",
-                ended.stdout,
-                ended.stderr
+                "an apply after kills failed:\n--- stdout (end)\n{}\n--- stderr (end)\n{}",
+                tail(&ended.stdout, 15),
+                tail(&ended.stderr, 30)
             ),
         }
     }
     let summary = format!(
-        "{} kills in {:?}: bootstrap {}, tenant transaction {}, no-transaction {}, anywhere {}; at {:?}",
+        "{} kills in {:?}: bootstrap {}, tenant transaction {}, no-transaction {}, history insert {}, anywhere {}; at {:?}",
         kills.len(),
         started.elapsed(),
         count(&kills, Phase::Bootstrap),
         count(&kills, Phase::TenantTransaction),
         count(&kills, Phase::NoTransaction),
+        count(&kills, Phase::HistoryInsert),
         count(&kills, Phase::Anywhere),
         kills.iter().map(|(_, at)| at.as_millis()).collect::<Vec<_>>(),
     );
@@ -714,6 +767,7 @@ fn sigkill_at_random_moments_then_one_apply_converges_with_nothing_twice_or_left
         Phase::Bootstrap,
         Phase::TenantTransaction,
         Phase::NoTransaction,
+        Phase::HistoryInsert,
     ] {
         assert!(
             count(&kills, phase) >= MIN_KILLS_PER_PHASE,
@@ -844,4 +898,57 @@ fn a_run_killed_after_its_last_change_is_still_marked_running_after_the_next_app
         ("", ""),
         "a dead run is still marked running, or its lock_holder row is still there"
     );
+}
+
+/// Known bug, kept as a failing test (ignored) until apply fixes it: a region-scope set's
+/// schema is created and committed in a transaction of its own, before its first migration's
+/// transaction. An apply killed between the two leaves the schema without history, and every
+/// later plan blocks the set as `unmanaged` ("exists but neo-reconcile has no history for it:
+/// ... adopt"), with every tenant behind it (`dependency_blocked`): the region never converges
+/// by itself. The kill test above hits this window now and then; this test hits it every time
+/// by holding `platform_common`'s V1 inside its transaction.
+#[test]
+#[ignore = "known bug: a kill between a region-scope set's schema creation and its V1 blocks the region"]
+fn a_kill_after_a_region_set_schema_is_created_and_before_its_first_migration_commits_converges() {
+    let w = World::new();
+    // The pause comes first, so that it is within the text pg_stat_activity shows.
+    w.edit("schemas/platform_common/V1__create_plans.sql", |s| {
+        format!(
+            "DO $$ BEGIN\n  WHILE EXISTS (SELECT FROM pg_catalog.pg_class WHERE relname = 'neo_test_pause') LOOP PERFORM pg_sleep(0.05); END LOOP;\nEND $$;\n{s}"
+        )
+    });
+    w.us.psql("neo_us", "CREATE TABLE public.neo_test_pause ()");
+    let mut apply = RunningApply::start(&w);
+    let held = apply.wait_until(Duration::from_secs(60), |_| {
+        statement_running(&w.us, "neo_test_pause")
+    });
+    assert!(held, "platform_common's V1 was never held");
+    assert!(apply.kill().code.is_none());
+    // The killed client's session is still inside V1; ending it rolls V1 back.
+    w.us.psql(
+        "postgres",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'neo-reconcile'",
+    );
+    eventually(
+        &w.us,
+        "postgres",
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'neo-reconcile'",
+        "0",
+        "the killed apply's sessions did not end",
+    );
+    w.us.psql("neo_us", "DROP TABLE public.neo_test_pause");
+    let leftover = w.us.psql(
+        "neo_us",
+        "SELECT (to_regnamespace('platform_common') IS NOT NULL)::text || ' ' ||
+                (SELECT count(*) FROM neo_reconcile.schema_history WHERE schema_set = 'platform_common')",
+    );
+    assert_eq!(
+        leftover.trim(),
+        "true 0",
+        "the kill left the schema without history"
+    );
+    // One apply must converge: exit 0, and nothing left to plan.
+    let converge = w.neo("apply", &["--auto-approve"]);
+    converge.expect_code(0);
+    w.neo("plan", &["--detailed-exitcode"]).expect_code(0);
 }
