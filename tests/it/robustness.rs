@@ -952,3 +952,26 @@ fn a_kill_after_a_region_set_schema_is_created_and_before_its_first_migration_co
     converge.expect_code(0);
     w.neo("plan", &["--detailed-exitcode"]).expect_code(0);
 }
+
+/// The catalog comparison of [`assert_converged`] is not blind: a column added to one tenant
+/// schema by hand, or an index left invalid, makes it fail.
+#[test]
+fn the_catalog_comparison_notices_one_tenant_schema_that_differs() {
+    let w = World::new();
+    add_probes(&w);
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    assert_converged(&w, &["acme".to_string(), "globex".to_string()]);
+    w.us.psql(
+        "neo_us",
+        "ALTER TABLE tenant_globex.projects ADD COLUMN extra int",
+    );
+    let differs = std::panic::catch_unwind(|| assert_converged(&w, &[]));
+    let message = differs
+        .err()
+        .and_then(|e| e.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    assert!(
+        message.contains("catalogs of") && message.contains("differ at tenant_template version 8"),
+        "the extra column went unnoticed: {message:?}"
+    );
+}
