@@ -4,14 +4,14 @@
 //! process, then kills it with SIGKILL at a random moment: during bootstrap on clusters reset
 //! to their fresh state, while a tenant's transactional migration is running, while a
 //! `-- neo:no-transaction` migration is running, while a migration's history row is being
-//! written, and at a plainly random delay. Two slow probe migrations (a `pg_sleep` inside a
-//! transaction, and one outside a transaction that is safe to run again from its first
-//! statement) and a trigger that slows down history rows widen the windows. One apply must
-//! then converge,
-//! and [`assert_converged`] checks what issue 13 asks for: the next plan shows no changes, no
-//! migration is recorded twice, every tenant schema at the same version has the same catalog
-//! (with the schema name normalized away), and no advisory lock, `lock_holder` row or
-//! `running` run row is left behind for a dead process.
+//! written (held there by a trigger), and at a plainly random delay. Two slow probe
+//! migrations (a `pg_sleep` inside a transaction, and one outside a transaction that is safe to
+//! run again from its first statement) widen the windows. The servers abort a dead client's
+//! statement at once (`client_connection_check_interval`), as a crash of the apply's host
+//! would. One apply must then converge, and [`assert_converged`] checks what issue 13 asks
+//! for: the next plan shows no changes, no migration is recorded twice, every tenant schema at
+//! the same version has the same catalog (with the schema name normalized away), and no
+//! advisory lock, `lock_holder` row or `running` run row is left behind for a dead process.
 //!
 //! The race test starts three applies of the same tree at once, on fresh clusters and again
 //! after more tenants were added; all three exit 0 and the same checks hold.
@@ -310,24 +310,30 @@ fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> J
 /// Whether a statement whose text contains `marker` is running on `cluster`, sent by
 /// neo-reconcile. The marker is split in the query so that this query never matches itself.
 fn statement_running(cluster: &PgCluster, marker: &str) -> bool {
+    statement_matching(cluster, marker, "")
+}
+
+/// Like [`statement_running`], with `condition` (SQL on `pg_stat_activity`) added.
+fn statement_matching(cluster: &PgCluster, marker: &str, condition: &str) -> bool {
     let (head, tail) = marker.split_at(marker.len() / 2);
     cluster
         .psql(
             "postgres",
             &format!(
                 "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid()
-                   AND application_name = 'neo-reconcile' AND query LIKE '%' || '{head}' || '{tail}' || '%'"
+                   AND application_name = 'neo-reconcile' AND query LIKE '%' || '{head}' || '{tail}' || '%' {condition}"
             ),
         )
         .trim()
         != "0"
 }
 
-/// Makes every write of a history row take 40 ms longer, in every region whose bookkeeping
-/// exists, through a trigger the superuser adds to `neo_reconcile.schema_history`. That widens
-/// the moment the kill test most wants to hit: a migration's history row must be written in
+/// Adds a trigger (as the superuser) to `neo_reconcile.schema_history`, in every region whose
+/// bookkeeping exists, that holds the history row of `tenant_template` V7 (the transactional
+/// probe) while the table `public.neo_test_hold_history` exists. That lets the kill test kill
+/// apply exactly while a migration's history row is being written: the row must be written in
 /// the migration's own transaction, so that a kill there leaves neither or both.
-fn slow_history_inserts(w: &World) {
+fn hold_history_inserts(w: &World) {
     for (_, _, cluster, db) in regions(w) {
         cluster.psql(
             db,
@@ -335,9 +341,15 @@ fn slow_history_inserts(w: &World) {
                IF to_regclass('neo_reconcile.schema_history') IS NOT NULL
                   AND NOT EXISTS (SELECT FROM pg_trigger WHERE tgname = 'neo_test_slow_history') THEN
                  CREATE OR REPLACE FUNCTION public.neo_test_slow_history() RETURNS trigger LANGUAGE plpgsql AS $f$
-                   BEGIN PERFORM pg_sleep(0.04); RETURN NEW; END $f$;
+                   BEGIN
+                     WHILE EXISTS (SELECT FROM pg_catalog.pg_class WHERE relname = 'neo_test_hold_history') LOOP
+                       PERFORM pg_sleep(0.01);
+                     END LOOP;
+                     RETURN NEW;
+                   END $f$;
                  CREATE TRIGGER neo_test_slow_history BEFORE INSERT ON neo_reconcile.schema_history
-                   FOR EACH ROW EXECUTE FUNCTION public.neo_test_slow_history();
+                   FOR EACH ROW WHEN (NEW.schema_set = 'tenant_template' AND NEW.version = 7)
+                   EXECUTE FUNCTION public.neo_test_slow_history();
                END IF;
              END $do$",
         );
@@ -374,6 +386,22 @@ fn eventually(cluster: &PgCluster, db: &str, sql: &str, want: &str, what: &str) 
             "{what}: `{sql}` returned {got:?}, not {want:?}"
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Has both servers check every 10 ms whether a running statement's client is still there,
+/// and abort the statement when it is not (`client_connection_check_interval`). Without it, a
+/// statement in flight when apply is killed runs to its end and, outside a transaction,
+/// commits; with it, a kill ends what was in flight as a crash of the apply's host would, so a
+/// step that apply wrongly sends in a transaction of its own (a history row after its
+/// migration's commit) is left undone, and the test sees it.
+fn abort_statements_of_dead_clients(w: &World) {
+    for (_, _, cluster, _) in regions(w) {
+        cluster.psql(
+            "postgres",
+            "ALTER SYSTEM SET client_connection_check_interval = '10ms'",
+        );
+        cluster.psql("postgres", "SELECT pg_reload_conf()");
     }
 }
 
@@ -658,7 +686,7 @@ enum Phase {
     TenantTransaction,
     /// A tenant's `-- neo:no-transaction` probe migration was running.
     NoTransaction,
-    /// A migration's history row was being written (slowed down by [`slow_history_inserts`]).
+    /// A migration's history row was being written (held by [`hold_history_inserts`]).
     HistoryInsert,
     /// At a random delay after the start, wherever apply was.
     Anywhere,
@@ -670,6 +698,7 @@ fn sigkill_at_random_moments_then_one_apply_converges_with_nothing_twice_or_left
     let mut rng = Rng::from_env("kill test");
     let w = World::new();
     add_probes(&w);
+    abort_statements_of_dead_clients(&w);
     let mut kills: Vec<(Phase, Duration)> = Vec::new();
     let mut added: Vec<String> = Vec::new();
     let count = |kills: &[(Phase, Duration)], phase: Phase| {
@@ -733,22 +762,30 @@ fn sigkill_at_random_moments_then_one_apply_converges_with_nothing_twice_or_left
             added.push(slug);
         }
         let cluster = regions(&w)[region].2;
-        slow_history_inserts(&w);
+        hold_history_inserts(&w);
         let phase = if wanted.is_empty() {
             Phase::Anywhere
         } else {
             *wanted.get(rng.below(wanted.len() as u64) as usize).unwrap()
         };
+        let db = regions(&w)[region].3;
+        if phase == Phase::HistoryInsert {
+            cluster.psql(db, "CREATE TABLE public.neo_test_hold_history ()");
+        }
         let mut apply = RunningApply::start(&w);
+        // The history row being written is the one the trigger holds.
         let marker = match phase {
-            Phase::TenantTransaction => Some("neo_kill_tx_probe"),
-            Phase::NoTransaction => Some("neo_kill_notx_probe"),
-            Phase::HistoryInsert => Some("INSERT INTO neo_reconcile.schema_history"),
+            Phase::TenantTransaction => Some(("neo_kill_tx_probe", "")),
+            Phase::NoTransaction => Some(("neo_kill_notx_probe", "")),
+            Phase::HistoryInsert => Some((
+                "INSERT INTO neo_reconcile.schema_history",
+                "AND wait_event = 'PgSleep'",
+            )),
             _ => None,
         };
         let reached = match marker {
-            Some(marker) => apply.wait_until(Duration::from_secs(60), |_| {
-                statement_running(cluster, marker)
+            Some((marker, condition)) => apply.wait_until(Duration::from_secs(60), |_| {
+                statement_matching(cluster, marker, condition)
             }),
             None => {
                 let delay = rng.millis(1500);
@@ -766,7 +803,12 @@ fn sigkill_at_random_moments_then_one_apply_converges_with_nothing_twice_or_left
         }
         let at = apply.started.elapsed();
         let ended = apply.kill();
+        // The held history row's session ends with its client (see
+        // `abort_statements_of_dead_clients`), so the hold is lifted only afterwards.
         sessions_end(&w);
+        if phase == Phase::HistoryInsert {
+            cluster.psql(db, "DROP TABLE public.neo_test_hold_history");
+        }
         match ended.code {
             None => kills.push((phase, at)),
             Some(code) => assert!(
