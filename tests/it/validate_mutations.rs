@@ -152,8 +152,22 @@ fn assignments(bytes: &[u8]) -> Vec<usize> {
         .collect()
 }
 
-/// `bytes` with the value of assignment line `index` replaced by `value`.
-fn replace_value(bytes: &[u8], index: usize, value: &[u8]) -> Vec<u8> {
+/// An assignment line of `bytes`, if it has any.
+fn some_assignment(rng: &mut Rng, bytes: &[u8]) -> Option<usize> {
+    let all = assignments(bytes);
+    (!all.is_empty()).then(|| all[rng.below(all.len())])
+}
+
+/// `bytes` with the value of assignment line `index` replaced by `value`, or with a new
+/// assignment of `value` appended when there is no such line.
+fn replace_value(bytes: &[u8], index: Option<usize>, value: &[u8]) -> Vec<u8> {
+    let Some(index) = index else {
+        let mut out = bytes.to_vec();
+        out.extend_from_slice(b"\nmutated = ");
+        out.extend_from_slice(value);
+        out.push(b'\n');
+        return out;
+    };
     let mut all = lines(bytes);
     let line = &all[index];
     let eq = line.iter().position(|b| *b == b'=').unwrap();
@@ -167,8 +181,20 @@ fn replace_value(bytes: &[u8], index: usize, value: &[u8]) -> Vec<u8> {
 
 /// One change of kind `kind` to one file of `files`.
 fn mutate(kind: &str, files: &[File], rng: &mut Rng) -> Change {
-    let tomls: Vec<&File> = files.iter().filter(|f| is_toml(f)).collect();
-    let sqls: Vec<&File> = files.iter().filter(|f| is_sql(f)).collect();
+    // Files emptied by an earlier change of the same case are left alone when others remain.
+    let some = |keep: fn(&File) -> bool| {
+        let full: Vec<&File> = files
+            .iter()
+            .filter(|f| keep(f) && !f.bytes.is_empty())
+            .collect();
+        if full.is_empty() {
+            files.iter().filter(|f| keep(f)).collect()
+        } else {
+            full
+        }
+    };
+    let tomls: Vec<&File> = some(is_toml);
+    let sqls: Vec<&File> = some(is_sql);
     let any: Vec<&File> = tomls.iter().chain(sqls.iter()).copied().collect();
     let mut change = Change::default();
     let edit = |change: &mut Change, file: &File, bytes: Vec<u8>, what: String| {
@@ -182,6 +208,9 @@ fn mutate(kind: &str, files: &[File], rng: &mut Rng) -> Change {
         "byte_flip" => {
             let f = *rng.pick(&any);
             let mut b = f.bytes.clone();
+            if b.is_empty() {
+                b.push(b'x');
+            }
             let mut at = Vec::new();
             for _ in 0..=rng.below(3) {
                 let i = rng.below(b.len());
@@ -203,6 +232,9 @@ fn mutate(kind: &str, files: &[File], rng: &mut Rng) -> Change {
         "drop_line" => {
             let f = *rng.pick(&any);
             let mut all = lines(&f.bytes);
+            if all.is_empty() {
+                all.push(b"\n".to_vec());
+            }
             let i = rng.below(all.len());
             all.remove(i);
             edit(
@@ -215,6 +247,9 @@ fn mutate(kind: &str, files: &[File], rng: &mut Rng) -> Change {
         "duplicate_line" => {
             let f = *rng.pick(&any);
             let mut all = lines(&f.bytes);
+            if all.is_empty() {
+                all.push(b"\n".to_vec());
+            }
             let i = rng.below(all.len());
             let to = rng.below(all.len() + 1);
             let mut line = all[i].clone();
@@ -231,8 +266,7 @@ fn mutate(kind: &str, files: &[File], rng: &mut Rng) -> Change {
         }
         "type_change" => {
             let f = *rng.pick(&tomls);
-            let lines_with_values = assignments(&f.bytes);
-            let i = *rng.pick(&lines_with_values);
+            let i = some_assignment(rng, &f.bytes);
             let value = *rng.pick(&[
                 "42",
                 "-1",
@@ -255,7 +289,7 @@ fn mutate(kind: &str, files: &[File], rng: &mut Rng) -> Change {
                 &mut change,
                 f,
                 b,
-                format!("line {} set to {value:?}", i + 1),
+                format!("assignment {i:?} set to {value:?}"),
             );
         }
         "huge_number" => {
@@ -287,16 +321,21 @@ fn mutate(kind: &str, files: &[File], rng: &mut Rng) -> Change {
                 });
             } else {
                 let f = *rng.pick(&tomls);
-                let i = *rng.pick(&assignments(&f.bytes));
+                let i = some_assignment(rng, &f.bytes);
                 let b = replace_value(&f.bytes, i, number.as_bytes());
-                edit(&mut change, f, b, format!("line {} set to {number}", i + 1));
+                edit(
+                    &mut change,
+                    f,
+                    b,
+                    format!("assignment {i:?} set to {number}"),
+                );
             }
         }
         "huge_string" => {
             let n = *rng.pick(&[70_000, 1_000_000, 4_000_000]);
             let f = *rng.pick(&any);
             if is_toml(f) {
-                let i = *rng.pick(&assignments(&f.bytes));
+                let i = some_assignment(rng, &f.bytes);
                 let mut value = b"\"".to_vec();
                 value.extend(std::iter::repeat_n(b'x', n));
                 value.push(b'"');
@@ -305,7 +344,7 @@ fn mutate(kind: &str, files: &[File], rng: &mut Rng) -> Change {
                     &mut change,
                     f,
                     b,
-                    format!("line {} set to a string of {n} bytes", i + 1),
+                    format!("assignment {i:?} set to a string of {n} bytes"),
                 );
             } else {
                 let mut b = f.bytes.clone();
@@ -345,13 +384,13 @@ fn mutate(kind: &str, files: &[File], rng: &mut Rng) -> Change {
                 value.extend_from_slice(close);
             }
             if is_toml(f) {
-                let i = *rng.pick(&assignments(&f.bytes));
+                let i = some_assignment(rng, &f.bytes);
                 let b = replace_value(&f.bytes, i, &value);
                 edit(
                     &mut change,
                     f,
                     b,
-                    format!("line {} nested {depth} deep", i + 1),
+                    format!("assignment {i:?} nested {depth} deep"),
                 );
             } else {
                 let mut b = f.bytes.clone();
