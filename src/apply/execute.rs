@@ -90,8 +90,11 @@ pub async fn run_actions(
                 .retain(|m| !applied.contains(&(m.version as i32)));
         }
     }
-    if region.apply.transaction == TransactionShape::PerTenant {
-        sql::join_transactions(&mut programs.iter_mut().collect::<Vec<_>>());
+    match region.apply.transaction {
+        TransactionShape::PerTenant => {
+            sql::join_transactions(&mut programs.iter_mut().collect::<Vec<_>>())
+        }
+        TransactionShape::PerMigration => programs.iter_mut().for_each(sql::join_setup),
     }
     let mut tx = Transaction::default();
     for (i, (action, program)) in actions.iter().zip(&programs).enumerate() {

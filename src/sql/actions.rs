@@ -141,6 +141,9 @@ pub fn programs(
         .map(|a| program(a, desired, region))
         .collect();
     if region.apply.transaction == TransactionShape::PerMigration {
+        for p in programs.iter_mut().flatten() {
+            join_setup(p);
+        }
         return programs;
     }
     // The targets in plan order: a tenant's actions together, any other action alone.
@@ -200,6 +203,27 @@ pub fn join_transactions(programs: &mut [&mut Program]) {
             pieces[i - 1].pop();
             pieces[i].remove(0);
         }
+    }
+}
+
+/// With `[apply] transaction = "per_migration"`: an action's setup (a new region-scope set's
+/// schema and owner role) commits with its first migration, never alone, so that a process
+/// killed between the two cannot leave a schema without history (which would block the
+/// region until adopted).
+pub fn join_setup(program: &mut Program) {
+    let Some(first) = program.migrations.first_mut() else {
+        return;
+    };
+    let wrapped = |steps: &[Step]| {
+        matches!(steps.first(), Some(Step::Begin)) && matches!(steps.last(), Some(Step::Commit))
+    };
+    if !program.setup.is_empty()
+        && wrapped(&program.setup)
+        && wrapped(&first.steps)
+        && !first.no_transaction
+    {
+        program.setup.pop();
+        first.steps.remove(0);
     }
 }
 

@@ -21,8 +21,8 @@ mod split;
 mod statement;
 
 pub use actions::{
-    bootstrap_schema, create_database, create_tenant, join_transactions, program, programs,
-    region_set_owner, registry_update, MigrationRun, Program, ProgramError,
+    bootstrap_schema, create_database, create_tenant, join_setup, join_transactions, program,
+    programs, region_set_owner, registry_update, MigrationRun, Program, ProgramError,
 };
 pub use split::split_statements;
 pub use statement::{

@@ -980,12 +980,10 @@ fn a_kill_after_a_region_set_schema_is_created_and_before_its_first_migration_co
     kill_during_region_set_v1("per_tenant");
 }
 
-/// Known bug, kept as a failing test (ignored) until apply fixes it: with `[apply] transaction
-/// = "per_migration"` the schema is still created and committed in a transaction of its own,
-/// so the same kill leaves `platform_common` without history and the region blocked until a
-/// human runs `adopt`.
+/// The same with `[apply] transaction = "per_migration"`: the schema's creation commits with
+/// V1 (`sql::join_setup`), so the kill cannot leave `platform_common` without history and the
+/// region blocked until a human runs `adopt` (which it did while the creation committed alone).
 #[test]
-#[ignore = "known bug: with per_migration, a kill between a region-scope set's schema creation and its V1 blocks the region"]
 fn a_kill_during_a_region_set_first_migration_converges_with_per_migration_transactions() {
     kill_during_region_set_v1("per_migration");
 }
