@@ -51,9 +51,19 @@ impl fmt::Display for Diagnostic {
             self.file, self.line, self.column, self.severity
         )?;
         if !self.field.is_empty() {
-            write!(f, "{}: ", self.field)?;
+            write!(f, "{}: ", one_line(&self.field))?;
         }
-        f.write_str(&self.message)
+        f.write_str(&one_line(&self.message))
+    }
+}
+
+/// A diagnostic is one line, whatever the values it quotes hold: line breaks are written as
+/// `\n` and `\r`, so that every line of the text output starts with its location.
+fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains(['\n', '\r']) {
+        text.replace('\n', "\\n").replace('\r', "\\r").into()
+    } else {
+        text.into()
     }
 }
 

@@ -830,7 +830,6 @@ fn the_unmutated_example_tree_passes_the_mutation_checks() {
 /// above (a `type_change` to a multi-line string, and a byte flip that opened a quoted
 /// identifier in a migration).
 #[test]
-#[ignore = "known gap: text diagnostics print newlines of the values they quote"]
 fn a_diagnostic_quoting_a_newline_stays_on_one_located_line() {
     let tmp = TempDir::new().unwrap();
     let root = tmp.path().join("desired-state");
