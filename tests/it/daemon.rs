@@ -20,7 +20,7 @@ use crate::world::World;
 
 /// What the observer was told, in order.
 #[derive(Debug, Clone)]
-enum Rec {
+pub(crate) enum Rec {
     Fetched(Fetched),
     Loaded(Loaded),
     Reconciled {
@@ -36,7 +36,7 @@ enum Rec {
 }
 
 #[derive(Default)]
-struct Recorder(Mutex<Vec<Rec>>);
+pub(crate) struct Recorder(Mutex<Vec<Rec>>);
 
 impl Observer for Recorder {
     fn fetched(&self, _: std::time::SystemTime, f: &Fetched) {
@@ -74,12 +74,12 @@ impl Observer for Recorder {
 }
 
 impl Recorder {
-    fn all(&self) -> Vec<Rec> {
+    pub(crate) fn all(&self) -> Vec<Rec> {
         self.0.lock().unwrap().clone()
     }
 
     /// Waits (real time, at most two minutes) until `pred` holds for some record.
-    async fn wait(&self, what: &str, pred: impl Fn(&Rec) -> bool) -> Rec {
+    pub(crate) async fn wait(&self, what: &str, pred: impl Fn(&Rec) -> bool) -> Rec {
         for _ in 0..1200 {
             if let Some(r) = self.all().into_iter().find(|r| pred(r)) {
                 return r;
@@ -98,7 +98,7 @@ impl Recorder {
 }
 
 /// Commits everything in the tree to `main` and returns the commit's SHA.
-fn commit_all(dir: &Path, message: &str) -> String {
+pub(crate) fn commit_all(dir: &Path, message: &str) -> String {
     let repo = git2::Repository::open(dir)
         .or_else(|_| git2::Repository::init(dir))
         .unwrap();
@@ -192,7 +192,7 @@ impl Running {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

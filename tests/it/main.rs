@@ -5,6 +5,7 @@ mod adopt;
 mod apply;
 mod corpus;
 mod daemon;
+mod daemon_vault;
 mod extensions;
 mod harness;
 mod migrations;
