@@ -459,3 +459,89 @@ fn check_config_exits_non_zero_with_every_problem() {
         "{stderr}"
     );
 }
+
+/// How many registry rows name tenant acme (the control plane is us-east's `neo_admin`).
+fn acme_registry_rows(w: &World) -> String {
+    w.us.psql(
+        "neo_admin",
+        "SELECT count(*) FROM admin.database_connections WHERE tenant_slug = 'acme'",
+    )
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn out_of_band_drift_is_only_reported_in_detect_only_mode_and_put_back_at_the_next_resync() {
+    let w = World::new();
+    commit_all(w.tree.path(), "the example");
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    assert_eq!(acme_registry_rows(&w), "1");
+    let resync = "resync = \"0 * * * *\"\n";
+    runtime().block_on(async {
+        // Detect-only: the drift (a registry row deleted by hand) is reported at the resync,
+        // and left.
+        let cache = TempDir::new().unwrap();
+        let config = daemon_config(
+            &w,
+            cache.path(),
+            &format!("[reconcile]\nauto_apply = false\n{resync}"),
+        );
+        let d = Running::start(&w, config, at("2026-12-03T10:00:30Z"));
+        d.rec
+            .wait("the first reconcile", |r| matches!(r, Rec::Reconciled { .. }))
+            .await;
+        w.us.psql(
+            "neo_admin",
+            "DELETE FROM admin.database_connections WHERE tenant_slug = 'acme'",
+        );
+        d.clock.advance(Duration::from_secs(3600));
+        let r = d
+            .rec
+            .wait("the detect-only resync", |r| {
+                matches!(r, Rec::Reconciled { trigger: Trigger::Resync, .. })
+            })
+            .await;
+        assert!(
+            matches!(&r, Rec::Reconciled { applying: false, regions, .. }
+                if regions.iter().any(|(n, s)| n == "us-east" && matches!(s, RegionStatus::ChangesPending(_)))),
+            "{r:?}"
+        );
+        d.stop().await;
+        assert_eq!(acme_registry_rows(&w), "0", "detect-only put the row back");
+
+        // With auto_apply: the first reconcile puts it back; so does the next resync after
+        // the row is deleted again.
+        let cache = TempDir::new().unwrap();
+        let config = daemon_config(
+            &w,
+            cache.path(),
+            &format!("[reconcile]\nauto_apply = true\n{resync}"),
+        );
+        let d = Running::start(&w, config, at("2026-12-03T10:00:30Z"));
+        d.rec
+            .wait("the first reconcile", |r| matches!(r, Rec::Reconciled { .. }))
+            .await;
+        assert_eq!(acme_registry_rows(&w), "1");
+        w.us.psql(
+            "neo_admin",
+            "DELETE FROM admin.database_connections WHERE tenant_slug = 'acme'",
+        );
+        d.clock.advance(Duration::from_secs(3600));
+        let r = d
+            .rec
+            .wait("the resync that applies", |r| {
+                matches!(r, Rec::Reconciled { trigger: Trigger::Resync, applying: true, .. })
+            })
+            .await;
+        // The registry is written after the regions, from a fresh observation: the resync's
+        // outcome is converged and the row is back.
+        assert!(
+            matches!(&r, Rec::Reconciled { regions, .. }
+                if regions.iter().all(|(_, s)| matches!(s, RegionStatus::Converged))),
+            "{r:?}"
+        );
+        d.stop().await;
+        assert_eq!(acme_registry_rows(&w), "1", "the resync did not put the row back");
+    });
+    w.neo("plan", &["--detailed-exitcode"]).expect_code(0);
+}
