@@ -138,21 +138,17 @@ impl Cx {
                 f.message.clone(),
             );
         }
-        if !by_version.contains_key(&version) {
-            by_version.insert(
-                version,
-                Migration {
-                    version,
-                    description: description.to_string(),
-                    file: src.display.clone(),
-                    sql: checked.sql.clone(),
-                    statements: checked.statements.clone(),
-                    checksum,
-                    no_transaction,
-                    adds_enum_value: checked.adds_enum_value,
-                },
-            );
-        }
+        // A duplicate version keeps the first file's migration (the duplicate is reported).
+        by_version.entry(version).or_insert_with(|| Migration {
+            version,
+            description: description.to_string(),
+            file: src.display.clone(),
+            sql: checked.sql.clone(),
+            statements: checked.statements.clone(),
+            checksum,
+            no_transaction,
+            adds_enum_value: checked.adds_enum_value,
+        });
         ok
     }
 
