@@ -545,3 +545,110 @@ fn out_of_band_drift_is_only_reported_in_detect_only_mode_and_put_back_at_the_ne
     });
     w.neo("plan", &["--detailed-exitcode"]).expect_code(0);
 }
+
+/// `GET path` on 127.0.0.1:`port` over HTTP/1.0: the body, or `None` when the daemon does not
+/// answer (yet) or answers with another status than 200.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200")
+        .then(|| body.to_string())
+        .or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_string()))
+}
+
+/// Waits (real time, at most a minute) until `f` gives something.
+fn eventually<T>(what: &str, f: impl Fn() -> Option<T>) -> T {
+    for _ in 0..600 {
+        if let Some(t) = f() {
+            return t;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn the_daemon_binary_shows_an_invalid_commit_in_status_and_metrics_and_stops_on_sigterm() {
+    let w = World::new();
+    commit_all(w.tree.path(), "the example");
+    let dir = TempDir::new().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let file = dir.path().join("config.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[source]\nurl = \"file://{}\"\nbranch = \"main\"\npoll_interval = \"1s\"\ncache_dir = \"{}\"\n\n\
+             [reconcile]\nauto_apply = true\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n",
+            w.tree.path().display(),
+            dir.path().join("cache").display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
+    let mut child = w
+        .command(&["daemon", "--config", file.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    eventually("/readyz", || http_get(port, "/readyz"));
+
+    // A commit that fails validation: not applied, and shown with its problem.
+    w.write(
+        "tenants/globex.toml",
+        "slug = \"globex\"\nregion = \"nowhere\"\n",
+    );
+    let bad = commit_all(w.tree.path(), "a tenant in an unknown region");
+    let mut last = String::new();
+    let mut status = None;
+    for _ in 0..600 {
+        if let Some(body) = http_get(port, "/status") {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            if v["source"]["invalid_commit"]["commit"] == bad.as_str() {
+                status = Some(v);
+                break;
+            }
+            last = body;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "the invalid commit {bad} is not in /status:\n{last}\n--- log:\n{}",
+            std::fs::read_to_string(dir.path().join("daemon.log")).unwrap()
+        )
+    });
+    let problems = status["source"]["invalid_commit"]["problems"].to_string();
+    assert!(problems.contains("tenants/globex.toml:2:"), "{status:#}");
+    let metrics = http_get(port, "/metrics").unwrap();
+    let parsed = prometheus_parse::Scrape::parse(metrics.lines().map(|l| Ok(l.to_string())))
+        .expect("/metrics parses as Prometheus text");
+    let invalid = parsed
+        .samples
+        .iter()
+        .find(|s| s.metric == "neo_reconcile_invalid_commits_total")
+        .unwrap_or_else(|| panic!("no invalid-commit counter in:\n{metrics}"));
+    assert!(
+        matches!(invalid.value, prometheus_parse::Value::Counter(n) | prometheus_parse::Value::Untyped(n) if n >= 1.0),
+        "{invalid:?}"
+    );
+
+    // SIGTERM: a clean stop, exit 0.
+    // SAFETY: kill has no preconditions; the pid is our child's.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let code = child.wait().unwrap();
+    assert!(
+        code.success(),
+        "{code:?}\n{}",
+        std::fs::read_to_string(dir.path().join("daemon.log")).unwrap()
+    );
+}
