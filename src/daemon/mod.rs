@@ -83,6 +83,7 @@ pub async fn run(
     let inputs = run::Inputs {
         clock: clock::Clock::System,
         credentials: Arc::new(sources),
+        vault_token: token_keeper.as_ref().map(LeaseKeeper::expiries),
         vault,
         reload,
         seed: random_seed(),

@@ -30,6 +30,7 @@ use crate::plan::Plan;
 use crate::reconcile::{self, Approval, Mode, RunOutcome, Selection};
 use crate::shutdown::Shutdown;
 use crate::sources::credentials::Credentials;
+use crate::sources::vault::keeper::Expiries;
 use crate::sources::vault::Vault;
 
 /// How long a local source must be quiet after a change before the loop fetches.
@@ -43,6 +44,8 @@ pub struct Inputs {
     pub credentials: Arc<dyn Credentials>,
     /// Vault, when configured: the leases of each reconcile are revoked when it ends.
     pub vault: Option<Arc<Vault>>,
+    /// The daemon-long keeper's view of the client token's end, for the TTL metrics.
+    pub vault_token: Option<Expiries>,
     /// New configurations (or why one could not be read), from SIGHUP.
     pub reload: mpsc::UnboundedReceiver<Result<Config, String>>,
     pub seed: u64,
@@ -145,6 +148,16 @@ impl Daemon {
         self.now().into()
     }
 
+    /// Reports the time left on the client token and, during a reconcile, on its leases
+    /// (between reconciles the daemon holds no lease: each reconcile revokes its own).
+    pub(super) fn report_vault(&self, leases: Option<&Expiries>) {
+        let Some(token) = &self.inputs.vault_token else {
+            return;
+        };
+        let leases = leases.map(|l| l.ttls().leases).unwrap_or_default();
+        self.observer.vault_ttls(token.ttls().token, &leases);
+    }
+
     async fn main(&mut self) {
         self.poll(Trigger::Start, true).await;
         loop {
@@ -155,6 +168,7 @@ impl Daemon {
             self.observer.next_wakeup(at.into(), wake_text(why));
             let event = self.next_event(at, why).await;
             self.observer.tick(self.wall());
+            self.report_vault(None);
             tracing::debug!(event = ?event, "Event.");
             match event {
                 Event::Shutdown => break,

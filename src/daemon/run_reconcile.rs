@@ -63,6 +63,7 @@ impl Daemon {
             .vault
             .as_ref()
             .map(|vault| LeaseKeeper::start(vault.clone(), connectors.clone(), &regions));
+        self.report_vault(keeper.as_ref().map(LeaseKeeper::expiries).as_ref());
         let mut parts = Vec::new();
         if !open.is_empty() {
             let outcome = self.once_apply(good, &open, trigger, &connectors).await;
@@ -85,6 +86,7 @@ impl Daemon {
             for (region, reason) in keeper.finish().await {
                 tracing::warn!(region = %region, reason = %reason, "Cannot revoke a dynamic login's lease; it ends at its TTL.");
             }
+            self.report_vault(None);
         }
         let took = started.elapsed();
         let finished = self.wall();

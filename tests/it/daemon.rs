@@ -32,6 +32,11 @@ pub(crate) enum Rec {
         regions: Vec<(String, RegionStatus)>,
     },
     Reloaded(Result<(), String>),
+    /// The time left on the Vault token and on each region's lease.
+    VaultTtls {
+        token: Option<Duration>,
+        leases: Vec<(String, Duration)>,
+    },
     Stopping,
 }
 
@@ -67,6 +72,12 @@ impl Observer for Recorder {
     fn reloaded(&self, result: Result<(), &str>) {
         let r = result.map_err(str::to_string);
         self.0.lock().unwrap().push(Rec::Reloaded(r));
+    }
+    fn vault_ttls(&self, token: Option<Duration>, leases: &[(String, Duration)]) {
+        self.0.lock().unwrap().push(Rec::VaultTtls {
+            token,
+            leases: leases.to_vec(),
+        });
     }
     fn stopping(&self) {
         self.0.lock().unwrap().push(Rec::Stopping);
@@ -157,6 +168,7 @@ impl Running {
             clock: clock.clone(),
             credentials: Arc::new(Logins::new(&w.logins)),
             vault: None,
+            vault_token: None,
             reload,
             seed: 1,
         };

@@ -79,8 +79,41 @@ fn assert_no_lease_nor_login(v: &VaultWorld, when: &str) {
     }
 }
 
-/// `neo-reconcile daemon` on dynamic logins: the first reconcile converges and revokes its
-/// leases, a new tenant committed later is applied on fresh logins that are revoked too, and a
+/// The first reconcile reported, before it ended, the AppRole token's time left (at most its
+/// one-minute TTL) and a lease of at most one minute for each region; after its leases were
+/// revoked, the token's time left and no lease.
+fn assert_ttls_reported(recs: &[Rec]) {
+    let end = recs
+        .iter()
+        .position(|r| matches!(r, Rec::Reconciled { .. }))
+        .expect("a reconcile");
+    let ttls: Vec<_> = recs[..end]
+        .iter()
+        .filter_map(|r| match r {
+            Rec::VaultTtls { token, leases } => Some((*token, leases.clone())),
+            _ => None,
+        })
+        .collect();
+    let minute = Duration::from_secs(60);
+    let live = |t: Option<Duration>| t.is_some_and(|t| t > Duration::ZERO && t <= minute);
+    let during = ttls.iter().find(|(_, leases)| !leases.is_empty());
+    let Some((token, leases)) = during else {
+        panic!("no lease TTLs reported during the reconcile: {ttls:?}")
+    };
+    let mut regions: Vec<_> = leases.iter().map(|(r, _)| r.as_str()).collect();
+    regions.sort();
+    assert_eq!(regions, ["eu-west", "us-east"], "{ttls:?}");
+    assert!(live(*token), "{ttls:?}");
+    assert!(leases.iter().all(|(_, t)| live(Some(*t))), "{ttls:?}");
+    let (token, leases) = ttls.last().unwrap();
+    assert!(
+        leases.is_empty() && live(*token),
+        "after revoking: {ttls:?}"
+    );
+}
+
+/// `neo-reconcile daemon` on dynamic logins: the first reconcile converges, reports the token's
+/// and the leases' time left (the TTL metrics), and revokes its leases, a new tenant committed later is applied on fresh logins that are revoked too, and a
 /// stop asked for while a slow apply runs (SIGTERM in the binary) makes the loop return `Ok`
 /// with no advisory lock, no `lock_holder` row, no failed or partial migration, no lease left
 /// in OpenBao and no dynamic login left in PostgreSQL.
@@ -130,6 +163,7 @@ fn daemon_on_vault_dynamic_logins_revokes_every_lease_and_a_stop_mid_apply_leave
         .await;
         let example = tenants_at(&v, "us-east", 5);
         assert_no_lease_nor_login(&v, "after the first reconcile");
+        assert_ttls_reported(&rec.all());
 
         // A new tenant, picked up by the watcher and applied on new logins, revoked in turn.
         v.world.write(

@@ -13,13 +13,16 @@
 //!   lease, since Vault revokes a token's leases with the token. A plain token cannot be
 //!   replaced: that is logged as an error naming the way out.
 //!
+//! [`LeaseKeeper::expiries`] lets others read, at any time, how long the token and each
+//! region's current lease have left (the daemon's metrics and `/status`).
+//!
 //! [`LeaseKeeper::finish`] stops the task and revokes every lease the process took; callers
 //! run it on every path (success, failure, a stop request). Dropping a keeper without
 //! finishing only stops the task: the leases then end at their TTL.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -37,6 +40,56 @@ pub struct LeaseKeeper {
     vault: Arc<Vault>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    expiries: Expiries,
+}
+
+/// When the token and each region's current lease end, as the keeper last knew them: a
+/// read-only view its task updates after every renewal or replacement.
+#[derive(Debug, Clone, Default)]
+pub struct Expiries(Arc<Mutex<Ends>>);
+
+#[derive(Debug, Default)]
+struct Ends {
+    token: Option<Instant>,
+    leases: Vec<(String, Instant)>,
+}
+
+/// Time left, as of one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ttls {
+    /// The client token's, when it expires at all.
+    pub token: Option<Duration>,
+    /// Each region's current lease, by region name.
+    pub leases: Vec<(String, Duration)>,
+}
+
+impl Expiries {
+    /// The time left now on the token and on each lease (zero once past).
+    pub fn ttls(&self) -> Ttls {
+        let now = Instant::now();
+        let ends = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Ttls {
+            token: ends.token.map(|at| at.saturating_duration_since(now)),
+            leases: ends
+                .leases
+                .iter()
+                .map(|(region, at)| (region.clone(), at.saturating_duration_since(now)))
+                .collect(),
+        }
+    }
+
+    /// Records the ends of what `tracked` holds, `origin` being the keeper's zero.
+    fn publish(&self, origin: Instant, tracked: &[Tracked]) {
+        let mut ends = Ends::default();
+        for t in tracked {
+            let at = origin + t.life.expires_at();
+            match &t.item {
+                Item::Token => ends.token = Some(at),
+                Item::Lease { region, .. } => ends.leases.push((region.name.clone(), at)),
+            }
+        }
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = ends;
+    }
 }
 
 /// What one tracked lifetime belongs to.
@@ -106,17 +159,26 @@ impl LeaseKeeper {
             }
         }
         let (stop, stopped) = oneshot::channel();
+        let expiries = Expiries::default();
+        expiries.publish(origin, &tracked);
         let task = Run {
             vault: vault.clone(),
             connectors,
             origin,
             tracked,
+            expiries: expiries.clone(),
         };
         LeaseKeeper {
             vault,
             stop: Some(stop),
             task: Some(tokio::spawn(task.run(stopped))),
+            expiries,
         }
+    }
+
+    /// A view of when the token and the leases this keeper holds end.
+    pub fn expiries(&self) -> Expiries {
+        self.expiries.clone()
     }
 
     /// Stops keeping, then revokes every lease the process took. Returns the regions whose
@@ -161,6 +223,7 @@ struct Run {
     connectors: Arc<Connectors>,
     origin: Instant,
     tracked: Vec<Tracked>,
+    expiries: Expiries,
 }
 
 impl Run {
@@ -184,6 +247,7 @@ impl Run {
             // An action runs to its end (each Vault request has a timeout), so that a lease
             // Vault issued is always recorded and revoked at the end.
             self.act(i, next).await;
+            self.expiries.publish(self.origin, &self.tracked);
         }
     }
 
