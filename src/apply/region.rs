@@ -165,6 +165,12 @@ async fn apply_locked(
         }
     };
     report.run_id = Some(run_id);
+    for action in &actions {
+        if let Action::CloseDeadRun { runs, holder } = action {
+            tracing::info!(region = %name, runs = ?runs, holder = ?holder, "Closed a dead run's leftovers: its runs are marked interrupted, its lock holder row replaced.");
+            report.applied += 1;
+        }
+    }
 
     let runner = TenantRunner {
         run,

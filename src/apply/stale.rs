@@ -14,8 +14,17 @@ pub(super) fn region_actions(r: &RegionPlan) -> Vec<&Action> {
 }
 
 /// Why a freshly computed region plan differs from the approved one, if it does.
+///
+/// A dead run's leftovers are not compared: whichever run takes the lock first closes them,
+/// and either way the rest of the plan holds.
 pub fn stale_reason(approved: &RegionPlan, fresh: &RegionPlan) -> Option<String> {
-    let (a, f) = (region_actions(approved), region_actions(fresh));
+    let compared = |r| {
+        region_actions(r)
+            .into_iter()
+            .filter(|a| !matches!(a, Action::CloseDeadRun { .. }))
+            .collect::<Vec<_>>()
+    };
+    let (a, f) = (compared(approved), compared(fresh));
     if a == f {
         return None;
     }

@@ -8,6 +8,6 @@ pub mod postgres;
 mod state;
 
 pub use state::{
-    Bookkeeping, ControlPlaneState, HistoryRow, Observed, RegionObservation, RegionState,
+    Bookkeeping, ControlPlaneState, DeadRun, HistoryRow, Observed, RegionObservation, RegionState,
     RegistryRow, TenantRow,
 };

@@ -13,7 +13,7 @@ use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Row};
 
 use super::state::{
-    Bookkeeping, ControlPlaneState, HistoryRow, Observed, RegionObservation, RegionState,
+    Bookkeeping, ControlPlaneState, DeadRun, HistoryRow, Observed, RegionObservation, RegionState,
     RegistryRow, TenantRow,
 };
 use crate::db::{ConnectError, Connector, Connectors};
@@ -115,6 +115,7 @@ async fn read_region(
                 to_regclass('neo_reconcile._sqlx_migrations') IS NOT NULL AS has_migrations,
                 to_regclass('neo_reconcile.schema_history') IS NOT NULL AS has_history,
                 to_regclass('neo_reconcile.tenants') IS NOT NULL AS has_tenants,
+                to_regclass('neo_reconcile.lock_holder') IS NOT NULL AS has_runs,
                 EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('neo_reconcile.tenants')
                         AND attname = 'archived_at' AND NOT attisdropped) AS has_archived_at,
                 ARRAY(SELECT e.extname::text || ' ' || n.nspname::text FROM pg_extension e
@@ -177,11 +178,39 @@ async fn read_region(
             let has_archived_at = catalog.try_get::<bool, _>("has_archived_at")?;
             bk.tenants = read_tenants(&mut tx, has_archived_at).await?;
         }
+        if catalog.try_get::<bool, _>("has_runs")? {
+            bk.dead_run = read_dead_run(&mut tx).await?;
+        }
         state.bookkeeping = Some(bk);
     }
     let cp_exists = catalog.try_get::<bool, _>("cp_exists")?;
     tx.commit().await?;
     Ok((state, cp_exists))
+}
+
+/// A dead run's traces: a `lock_holder` row whose database session is gone, with the runs
+/// still marked `running`; or, without any holder row, runs marked `running` while no session
+/// holds the region lock. A live run holds the lock in the session its holder row names, so
+/// its rows are never taken for a dead run's.
+async fn read_dead_run(conn: &mut PgConnection) -> Result<Option<DeadRun>, ObserveError> {
+    let row = sqlx::query(
+        "SELECT (SELECT format('pid %s on host %s', h.pid, h.host) FROM neo_reconcile.lock_holder h
+                 WHERE NOT EXISTS (SELECT FROM pg_stat_activity a WHERE a.pid = h.backend_pid)) AS dead_holder,
+                EXISTS (SELECT FROM neo_reconcile.lock_holder) AS any_holder,
+                EXISTS (SELECT FROM pg_locks l
+                        WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                          AND l.classid = (($1 >> 32) & 4294967295)::oid AND l.objid = ($1 & 4294967295)::oid) AS locked,
+                ARRAY(SELECT id FROM neo_reconcile.runs WHERE outcome = 'running' ORDER BY id) AS running",
+    )
+    .bind(crate::sql::REGION_LOCK_KEY)
+    .fetch_one(conn)
+    .await?;
+    let holder: Option<String> = row.try_get("dead_holder")?;
+    let runs: Vec<i64> = row.try_get("running")?;
+    let orphans = !row.try_get::<bool, _>("any_holder")?
+        && !row.try_get::<bool, _>("locked")?
+        && !runs.is_empty();
+    Ok((holder.is_some() || orphans).then_some(DeadRun { runs, holder }))
 }
 
 async fn read_history(conn: &mut PgConnection) -> Result<Vec<HistoryRow>, ObserveError> {

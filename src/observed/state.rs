@@ -55,6 +55,20 @@ pub struct Bookkeeping {
     pub version: u32,
     pub history: Vec<HistoryRow>,
     pub tenants: BTreeMap<String, TenantRow>,
+    /// What a run whose process died left behind, if anything.
+    pub dead_run: Option<DeadRun>,
+}
+
+/// The traces of a run that died holding the region lock (killed, or its host lost): its
+/// `runs` rows still say `running` and its `lock_holder` row names a database session that
+/// is gone. The lock itself went with the session; the rows stay until a run takes the lock.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadRun {
+    /// The ids of the `runs` rows still marked `running`.
+    pub runs: Vec<i64>,
+    /// Who held the lock, as the `lock_holder` row says (`pid 123 on host h`), when the row is
+    /// still there.
+    pub holder: Option<String>,
 }
 
 /// A row of `neo_reconcile.schema_history`.

@@ -215,6 +215,7 @@ fn summarize(regions: &[RegionPlan]) -> Summary {
                 Action::DestroyTenant { .. } => &mut s.destroy_tenant,
                 Action::RestoreTenant { .. } => &mut s.restore_tenant,
                 Action::UpdateRegistry { .. } => &mut s.update_registry,
+                Action::CloseDeadRun { .. } => &mut s.close_dead_run,
             } += 1;
         }
     }

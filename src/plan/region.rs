@@ -109,6 +109,17 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
                 to: latest,
             });
         }
+        if let Some(dead) = self
+            .state
+            .bookkeeping
+            .as_ref()
+            .and_then(|b| b.dead_run.as_ref())
+        {
+            self.out.actions.push(Action::CloseDeadRun {
+                runs: dead.runs.clone(),
+                holder: dead.holder.clone(),
+            });
+        }
         if self.desired.control_plane.region == self.region.name {
             self.plan_control_plane_bootstrap();
         }

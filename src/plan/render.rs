@@ -175,6 +175,15 @@ pub fn action_line(action: &Action) -> String {
         Action::DestroyTenant { tenant, schema, owner_role, rw_role } => format!(
             "- destroy_tenant {tenant} (DROP schema {schema} and its data, roles {owner_role}, {rw_role})"
         ),
+        Action::CloseDeadRun { runs, holder } => format!(
+            "~ close_dead_run: {}{} (its process is gone; marked interrupted)",
+            match runs.as_slice() {
+                [] => "no run left running".to_string(),
+                [one] => format!("run {one} still marked running"),
+                many => format!("runs {} still marked running", many.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")),
+            },
+            holder.as_ref().map_or_else(String::new, |h| format!(", the region lock last held by {h}")),
+        ),
         Action::UpdateRegistry { database, upsert, delete, .. } => format!(
             "~ update_registry admin.database_connections in database {database} ({} upserted, {} deleted)",
             upsert.len(),
@@ -295,8 +304,17 @@ pub fn summary_line(s: &Summary) -> String {
     } else {
         String::new()
     };
+    let dead = if s.close_dead_run > 0 {
+        format!(
+            ", {} dead run{} to close",
+            s.close_dead_run,
+            if s.close_dead_run == 1 { "" } else { "s" }
+        )
+    } else {
+        String::new()
+    };
     let mut line = format!(
-        "Plan: {} to bootstrap{extensions}, {} to create, {} to migrate, {} to suspend, {} to resume, {} to archive{restore}, {} to destroy, {} registry update{}; {} blocked",
+        "Plan: {} to bootstrap{extensions}{dead}, {} to create, {} to migrate, {} to suspend, {} to resume, {} to archive{restore}, {} to destroy, {} registry update{}; {} blocked",
         s.bootstrap,
         s.create_tenant,
         s.migrate,

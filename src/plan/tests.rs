@@ -12,7 +12,7 @@ use crate::desired::{
     ApplySettings, ControlPlane, CredentialSource, Credentials, Endpoint, Migration, Policy,
     Region, SchemaSet, Scope, SslMode, Tenant,
 };
-use crate::observed::{Bookkeeping, HistoryRow, RegistryRow, TenantRow};
+use crate::observed::{Bookkeeping, DeadRun, HistoryRow, RegistryRow, TenantRow};
 
 const TODAY: &str = "20261123";
 /// 2026-11-23T12:00:00Z, the server time of every observed region.
@@ -363,6 +363,35 @@ fn only_us() -> PlanOptions {
         regions: ["us".to_string()].into_iter().collect(),
         ..options()
     }
+}
+
+/// A run that died holding the lock left its `runs` row marked running and its holder row:
+/// the plan closes them (a change, so that apply takes the lock even with nothing else to do),
+/// and only in the region where they are.
+#[test]
+fn a_dead_runs_leftovers_are_a_change_closed_in_their_region_only() {
+    let d = desired(&[("acme", "us", Active)]);
+    let mut o = us_only(&d, &[("acme", Active, 3)]);
+    us_state(&mut o).bookkeeping.as_mut().unwrap().dead_run = Some(DeadRun {
+        runs: vec![41, 42],
+        holder: Some("pid 4242 on host bastion-1".into()),
+    });
+    check(
+        &d,
+        &o,
+        &options(),
+        expect![[r#"
+            neo-reconcile plan: desired state d1e2s3i4r5e6
+
+            Region eu (db_eu at 127.0.0.1:5433): 0 changes, 0 blocked
+              (no changes)
+
+            Region us (db_us at 127.0.0.1:5432): 1 change, 0 blocked
+              ~ close_dead_run: runs 41, 42 still marked running, the region lock last held by pid 4242 on host bastion-1 (its process is gone; marked interrupted)
+
+            Plan: 0 to bootstrap, 1 dead run to close, 0 to create, 0 to migrate, 0 to suspend, 0 to resume, 0 to archive, 0 to destroy, 0 registry updates; 0 blocked.
+        "#]],
+    );
 }
 
 #[test]

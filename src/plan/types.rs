@@ -172,6 +172,14 @@ pub enum Action {
         schema: String,
         rw_role: String,
     },
+    /// Close what a run that died holding the region lock left behind: its `runs` rows still
+    /// marked `running` become `interrupted` and its `lock_holder` row is replaced, by taking the
+    /// region lock and starting a run (nothing else changes).
+    CloseDeadRun {
+        runs: Vec<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        holder: Option<String>,
+    },
     /// Bring `admin.database_connections` in line, in one transaction.
     UpdateRegistry {
         database: String,
@@ -197,6 +205,7 @@ impl Action {
             Action::DestroyTenant { .. } => "destroy_tenant",
             Action::RestoreTenant { .. } => "restore_tenant",
             Action::UpdateRegistry { .. } => "update_registry",
+            Action::CloseDeadRun { .. } => "close_dead_run",
         }
     }
 
@@ -212,6 +221,7 @@ impl Action {
             | Action::RestoreTenant { tenant, .. } => Some(tenant),
             Action::Bootstrap { .. }
             | Action::CreateExtension { .. }
+            | Action::CloseDeadRun { .. }
             | Action::UpdateRegistry { .. } => None,
         }
     }
@@ -288,6 +298,8 @@ pub struct Summary {
     #[serde(default)]
     pub create_extension: usize,
     pub update_registry: usize,
+    #[serde(default)]
+    pub close_dead_run: usize,
     pub blocked: usize,
     pub unreachable: usize,
 }

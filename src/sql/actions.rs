@@ -119,6 +119,10 @@ pub fn program(
         }
         Action::Migrate { .. } => return migrate_program(action, desired, region),
         Action::UpdateRegistry { upsert, delete, .. } => registry_update(upsert, delete),
+        // Done by apply's own bookkeeping under the region lock, which every apply runs.
+        Action::CloseDeadRun { .. } => vec![Step::Note(
+            "the region lock is taken and its lock_holder row replaced; the run's start marks the runs still marked running as interrupted".into(),
+        )],
         _ => lifecycle(action),
     };
     Ok(Program {
@@ -378,6 +382,7 @@ fn lifecycle(action: &Action) -> Vec<Step> {
         Action::Bootstrap { .. }
         | Action::CreateExtension { .. }
         | Action::Migrate { .. }
+        | Action::CloseDeadRun { .. }
         | Action::UpdateRegistry { .. } => unreachable!("not a lifecycle action"),
     }
 }

@@ -16,11 +16,10 @@
 //! The race test starts three applies of the same tree at once, on fresh clusters and again
 //! after more tenants were added; all three exit 0 and the same checks hold.
 //!
-//! Two tests are ignored because they fail on known gaps of apply, each reproduced
-//! deterministically: with `[apply] transaction = "per_migration"`, a kill between a
-//! region-scope set's schema creation and its first migration blocks the region for good; and a
-//! dead run's `running` and `lock_holder` rows stay when the next apply has nothing to do in
-//! that region.
+//! Two regression tests guard gaps the kill test found, each reproduced deterministically:
+//! a kill between a region-scope set's schema creation and its first migration, and a run
+//! killed after its region's last change (its `running` and `lock_holder` rows are closed by
+//! the next apply even when nothing else is left to do there).
 //!
 //! The random choices come from a seeded generator. The seed is printed; set `NEO_KILL_SEED`
 //! to replay a run's choices (the kill moments still depend on the machine's speed).
@@ -896,14 +895,12 @@ fn race_three(w: &World) {
     }
 }
 
-/// Known gap, kept as a failing test (ignored) until apply fixes it: a run killed after its
-/// region's last change, before it recorded its outcome, stays `running`, and its
-/// `lock_holder` row stays, because the next apply finds nothing to do in that region and
-/// so never takes its lock (only a run that takes the lock marks older ones interrupted).
-/// Issue 13 asks that nothing be left behind for a dead process after the converging apply.
+/// A run killed after its region's last change, before it recorded its outcome, leaves its
+/// `runs` row marked `running` and its `lock_holder` row. The next plan shows them as a dead
+/// run to close, so the converging apply takes the region's lock although nothing else is left
+/// to do there, and closes them; the plan after it has no changes.
 #[test]
-#[ignore = "known gap: a region with nothing left to do keeps a dead run's `running` and lock_holder rows"]
-fn a_run_killed_after_its_last_change_is_still_marked_running_after_the_next_apply() {
+fn a_run_killed_after_its_last_change_is_closed_by_the_next_apply_with_nothing_else_to_do() {
     let w = World::new();
     w.neo("apply", &["--auto-approve"]).expect_code(0);
     add_tenant(&w, "late_kill", 0);
@@ -951,7 +948,15 @@ fn a_run_killed_after_its_last_change_is_still_marked_running_after_the_next_app
         "SELECT count(*) FROM neo_reconcile.schema_history WHERE target_schema = 'tenant_late_kill' AND success",
     );
     assert_eq!(schema.trim(), "5", "the killed run had applied everything");
-    // The converging apply: exit 0, nothing left to change in the region.
+    // The plan shows the dead run; the converging apply closes it and exits 0.
+    let plan = w.neo("plan", &["--detailed-exitcode"]);
+    plan.expect_code(2);
+    assert!(
+        plan.stdout.contains("~ close_dead_run: run ")
+            && plan.stdout.contains("1 dead run to close"),
+        "{}",
+        plan.stdout
+    );
     w.neo("apply", &["--auto-approve"]).expect_code(0);
     w.neo("plan", &["--detailed-exitcode"]).expect_code(0);
     let running = w.us.psql(
