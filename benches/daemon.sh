@@ -175,6 +175,8 @@ while :; do
   kill -0 "$soak_pid" && kill -0 "$idle_pid" || { echo "a daemon died" >&2; tail -20 "$work"/*.log; exit 1; }
 done
 idle_cpu1=$(cpu_ticks "$idle_pid")
+idle_rss_parts=$(awk '/^(RssAnon|RssFile):/ {printf "%s%s %s KiB", sep, $1, $2; sep = ", "}' "/proc/$idle_pid/status")
+idle_rss_end=$(rss_kib "$idle_pid")
 soak_runs=$(($(runs 59202) - runs0))
 rss_end=$(rss_kib "$soak_pid")
 xus=$(($(xacts us-east neo_us) - xus0))
@@ -183,7 +185,7 @@ stats=$(printf '%s\n' "${durations[@]}" | sort -g | awk '{a[NR] = $1} END {print
 
 echo
 echo "daemon bench: $tenants tenants (+ the example's 7) over two regions, default durability, release binary"
-echo "idle daemon ($elapsed s, polls every 60 s): peak RSS $((idle_rss_max / 1024)) MiB ($idle_rss_max KiB), CPU $(printf '%.2f' "$(echo "($idle_cpu1 - $idle_cpu0) / $hz" | bc -l)") s"
+echo "idle daemon ($elapsed s, polls every 60 s): peak RSS $((idle_rss_max / 1024)) MiB ($idle_rss_max KiB), CPU $(printf '%.2f' "$(echo "($idle_cpu1 - $idle_cpu0) / $hz" | bc -l)") s; at the end $idle_rss_end KiB ($idle_rss_parts)"
 echo "soak daemon: $soak_runs reconciles ($commits new commits), RSS after $((soak < 100 ? soak : 100)): $((rss100 / 1024)) MiB ($rss100 KiB), at the end: $((rss_end / 1024)) MiB ($rss_end KiB), $(echo "scale=1; 100 * ($rss_end - $rss100) / $rss100" | bc) %"
 echo "no-change reconcile (fetch, load, observe, plan) of us-east: $stats"
 echo "transactions per reconcile, both daemons, all of each region's database: us-east $(echo "scale=1; $xus / $soak_runs" | bc), eu-west $(echo "scale=1; $xeu / $soak_runs" | bc)"

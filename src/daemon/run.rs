@@ -173,6 +173,7 @@ impl Daemon {
 
     async fn main(&mut self) {
         self.poll(Trigger::Start, true).await;
+        release_freed_memory();
         loop {
             if self.stop.is_requested() {
                 break;

@@ -95,3 +95,71 @@ fn join_transactions_cases() {
     check(&[], "");
     check(&[""], "");
 }
+
+/// Two migrations joined in one transaction: the first one's history row and the second
+/// one's session settings become one statement, the settings' parameters renumbered after the
+/// row's, and the second piece starts with its file.
+#[test]
+fn a_history_row_and_the_next_migrations_settings_are_one_statement() {
+    use super::statement::Value;
+    let piece = |v: u32| {
+        MigrationRun {
+        version: v,
+        file: format!("V{v}"),
+        no_transaction: false,
+        schema: "s".into(),
+        set: "t".into(),
+        checksum: String::new(),
+        ends_transaction: false,
+        steps: vec![
+            Step::Begin,
+            Step::Exec(Statement::with(
+                "SELECT set_config('search_path', $1, true), set_config('role', $2, true)",
+                vec![Value::Text("s".into()), Value::Text(format!("o{v}"))],
+            )),
+            Step::Script {
+                file: format!("V{v}"),
+                sql: format!("V{v}"),
+            },
+            Step::Exec(Statement::with(
+                "INSERT INTO neo_reconcile.schema_history (version, description) VALUES ($1::int, $2)",
+                vec![Value::Int(v.into()), Value::Text(format!("'$9' d{v}"))],
+            )),
+            Step::Commit,
+        ],
+        on_failure: Vec::new(),
+    }
+    };
+    let mut program = Program {
+        setup: Vec::new(),
+        migrations: vec![piece(1), piece(2)],
+    };
+    join_transactions(&mut [&mut program]);
+    let render = |steps: &[Step]| {
+        steps
+            .iter()
+            .map(|s| match s {
+                Step::Begin => "BEGIN".to_string(),
+                Step::Commit => "COMMIT".to_string(),
+                Step::Exec(s) => format!("{} {:?}", s.sql, s.params),
+                Step::Script { sql, .. } => format!("script {sql}"),
+                Step::Note(n) => n.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let [first, second] = &program.migrations[..] else {
+        unreachable!()
+    };
+    expect_test::expect![[r#"
+        BEGIN
+        SELECT set_config('search_path', $1, true), set_config('role', $2, true) [Text("s"), Text("o1")]
+        script V1
+        WITH done AS (INSERT INTO neo_reconcile.schema_history (version, description) VALUES ($1::int, $2)) SELECT set_config('search_path', $3, true), set_config('role', $4, true) [Int(1), Text("'$9' d1"), Text("s"), Text("o2")]"#]]
+    .assert_eq(&render(&first.steps));
+    expect_test::expect![[r#"
+        script V2
+        INSERT INTO neo_reconcile.schema_history (version, description) VALUES ($1::int, $2) [Int(2), Text("'$9' d2")]
+        COMMIT"#]]
+    .assert_eq(&render(&second.steps));
+}

@@ -42,6 +42,52 @@ impl Statement {
             params,
         }
     }
+
+    /// `self`, a bookkeeping `INSERT`, and `then`, a `SELECT` of session settings, as one
+    /// statement and so one round trip: `WITH done AS (<insert>) <select>`, with `then`'s
+    /// parameters numbered after `self`'s. PostgreSQL runs a data-modifying `WITH` exactly
+    /// once and to completion whether or not the main query reads it, and in the same snapshot
+    /// and transaction. `None` for any other pair: only these two shapes are chained.
+    pub fn chain(&self, then: &Statement) -> Option<Statement> {
+        if !self.sql.starts_with("INSERT INTO neo_reconcile.")
+            || !then.sql.starts_with("SELECT set_config(")
+            || self.params.is_empty()
+        {
+            return None;
+        }
+        let sql = format!(
+            "WITH done AS ({}) {}",
+            self.sql,
+            shift_placeholders(&then.sql, self.params.len())
+        );
+        let mut params = self.params.clone();
+        params.extend(then.params.iter().cloned());
+        Some(Statement { sql, params })
+    }
+}
+
+/// `sql` with every `$n` placeholder outside string literals renumbered `$(n + by)`.
+fn shift_placeholders(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut chars = sql.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            quoted = !quoted;
+        }
+        if c == '$' && !quoted && chars.peek().is_some_and(char::is_ascii_digit) {
+            let mut n = String::new();
+            while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                n.push(*d);
+                chars.next();
+            }
+            let n: usize = n.parse().expect("digits");
+            let _ = write!(out, "${}", n + by);
+            continue;
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// A value bound to a statement parameter.
