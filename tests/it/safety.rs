@@ -565,10 +565,17 @@ fn show_sql_equals_the_statements_the_server_received() {
 
     // (c) Migrations of the region-scope set and of tenants ran under the regions' timeouts.
     for (region, log) in &logs {
-        let settings: Vec<&Vec<Option<String>>> = log
+        // A migration's settings come alone, or chained after the bookkeeping row before it
+        // (`WITH done AS (INSERT ...) SELECT set_config('search_path', $9, ...`): their values
+        // start at the parameter the search path names.
+        let settings: Vec<Vec<Option<String>>> = log
             .iter()
-            .filter(|r| r.text.starts_with("SELECT set_config('search_path', $1, "))
-            .filter_map(|r| r.params.as_ref())
+            .filter_map(|r| {
+                let at = r.text.find("SELECT set_config('search_path', $")?;
+                let rest = &r.text[at + "SELECT set_config('search_path', $".len()..];
+                let n: usize = rest[..rest.find(',')?].parse().ok()?;
+                Some(r.params.as_ref()?[n - 1..].to_vec())
+            })
             .collect();
         for schema in ["\"platform_common\"", "\"tenant_"] {
             assert!(
