@@ -1,14 +1,15 @@
 //! Apply speed: `neo-reconcile apply` migrating many tenants, against plain psql doing the
 //! same SQL at the same parallelism.
 //!
-//! Every round starts two fresh throwaway PostgreSQL clusters (through the integration tests'
-//! `support/pg.rs`) and prepares both to the same starting point, `NEO_BENCH_TENANTS` (default
-//! 1,000) tenant schemas in one region database:
+//! Every round starts one fresh throwaway PostgreSQL cluster (through the integration tests'
+//! `support/pg.rs`) and prepares two databases in it to the same starting point,
+//! `NEO_BENCH_TENANTS` (default 1,000) tenant schemas each (the sides run one after the other,
+//! never at once, so they share the server, its WAL and its storage, but not a moment):
 //!
-//! - the neo-reconcile cluster by a real `apply --auto-approve` of a tree whose tenant-scope
+//! - neo-reconcile's region database by a real `apply --auto-approve` of a tree whose tenant-scope
 //!   set `tenant_app` has target 1, where V1 is trivial (`SELECT 1`): that creates the tenants'
 //!   schemas, roles and bookkeeping;
-//! - the baseline cluster by plain SQL: `CREATE SCHEMA tenant_<slug>` for every tenant, owned
+//! - the baseline's database by plain SQL: `CREATE SCHEMA tenant_<slug>` for every tenant, owned
 //!   by the same login role.
 //!
 //! Then it measures, in alternating order from round to round:
@@ -68,6 +69,8 @@ const CREDENTIALS: &str = "NEO_US_EAST";
 
 /// The registry's database, in the same cluster.
 const CONTROL_PLANE_DB: &str = "neo_admin";
+/// The baseline's database, in the same cluster as neo-reconcile's.
+const BASE_DB: &str = "baseline_us";
 
 /// The login role both sides connect as.
 const LOGIN: &str = "neo_migrator";
@@ -450,7 +453,7 @@ fn main() {
         v[v.len() / 2]
     };
     println!(
-        "transactions committed in {DB} per run (median, pg_stat_database.xact_commit): neo-reconcile {} ({:.2} per tenant), baseline {} ({:.2} per tenant)",
+        "transactions committed per run (median, pg_stat_database.xact_commit): neo-reconcile in {DB} {} ({:.2} per tenant), baseline in {BASE_DB} {} ({:.2} per tenant)",
         commits(&neo_samples),
         commits(&neo_samples) as f64 / config.tenants as f64,
         commits(&base_samples),
@@ -484,7 +487,8 @@ fn main() {
     println!("whole bench: {:.1?}", started.elapsed());
 }
 
-/// One round on two fresh clusters: prepares both, then measures the sides in `order`.
+/// One round on a fresh cluster: prepares both sides (neo-reconcile's region database and the
+/// baseline's database, side by side in the one cluster), then measures them in `order`.
 /// Returns the measurement of neo-reconcile's preparing apply, and the samples in `order`.
 fn run_round(
     tree: &Path,
@@ -495,11 +499,9 @@ fn run_round(
     order: [Side; 2],
     profile: bool,
 ) -> (Measured, Vec<Sample>) {
-    let clusters = PgCluster::start_many_with(2, config.durable);
-    let (neo_cluster, base_cluster) = (&clusters[0], &clusters[1]);
-    for cluster in &clusters {
-        prepare_cluster(cluster, password, config);
-    }
+    let clusters = PgCluster::start_many_with(1, config.durable);
+    let (neo_cluster, base_cluster) = (&clusters[0], &clusters[0]);
+    prepare_cluster(neo_cluster, password, config);
     write_region(tree, neo_cluster, config);
 
     // neo-reconcile's starting point: every tenant created and at V1.
@@ -519,8 +521,7 @@ fn run_round(
     prepare_baseline(base_cluster, config);
 
     // Both servers quiet before a measurement.
-    quiesce(neo_cluster, true);
-    quiesce(base_cluster, false);
+    quiesce(neo_cluster, &[DB, CONTROL_PLANE_DB, BASE_DB]);
     if profile {
         for cluster in &clusters {
             cluster.psql(
@@ -534,15 +535,15 @@ fn run_round(
 
     let mut samples = Vec::new();
     for side in order {
-        let cluster = match side {
-            Side::Neo => neo_cluster,
-            Side::Baseline => base_cluster,
+        let (cluster, db) = match side {
+            Side::Neo => (neo_cluster, DB),
+            Side::Baseline => (base_cluster, BASE_DB),
         };
         // Dirty pages of the preparation (or of the other side's run) are written back now,
         // not during the measurement.
         // SAFETY: sync has no preconditions.
         unsafe { libc::sync() };
-        let commits_before = commits(cluster);
+        let commits_before = commits(cluster, db);
         let server_cpu_before = server_cpu(cluster);
         let log_start = fs::metadata(cluster.log_path()).map_or(0, |m| m.len());
         let started_at = SystemTime::now();
@@ -588,7 +589,7 @@ fn run_round(
                 }
             }
         };
-        sample.commits = commits(cluster) - commits_before;
+        sample.commits = commits(cluster, db) - commits_before;
         sample.server_cpu = server_cpu(cluster).saturating_sub(server_cpu_before);
         if profile {
             report_statement_log(side, &cluster.log_path(), log_start);
@@ -606,7 +607,10 @@ fn run_round(
         ((1 + MIGRATIONS.len()) * config.tenants).to_string(),
         "history rows after the measured apply"
     );
-    let (neo_state, base_state) = (fingerprint(neo_cluster), fingerprint(base_cluster));
+    let (neo_state, base_state) = (
+        fingerprint(neo_cluster, DB),
+        fingerprint(base_cluster, BASE_DB),
+    );
     assert_eq!(
         neo_state, base_state,
         "neo-reconcile and the baseline left different schemas"
@@ -654,7 +658,7 @@ fn psql_baseline(
         "-U",
         LOGIN,
         "-d",
-        DB,
+        BASE_DB,
         "-o",
         "/dev/null",
         "-f",
@@ -669,14 +673,14 @@ fn psql_baseline(
     }
 }
 
-/// Transactions committed so far in the region database. Statistics reach the shared view
+/// Transactions committed so far in database `db`. Statistics reach the shared view
 /// when a backend exits or at most a second later, so this waits for them to settle.
-fn commits(cluster: &PgCluster) -> i64 {
+fn commits(cluster: &PgCluster, db: &str) -> i64 {
     let read = || {
         cluster
             .psql(
                 "postgres",
-                &format!("SELECT xact_commit FROM pg_stat_database WHERE datname = '{DB}'"),
+                &format!("SELECT xact_commit FROM pg_stat_database WHERE datname = '{db}'"),
             )
             .trim()
             .parse::<i64>()
@@ -732,9 +736,9 @@ fn server_cpu(cluster: &PgCluster) -> Duration {
 
 /// What each schema holds, summed over all tenant schemas: relations by kind, columns,
 /// constraints, functions, triggers and types, and the rows of every table.
-fn fingerprint(cluster: &PgCluster) -> String {
+fn fingerprint(cluster: &PgCluster, db: &str) -> String {
     cluster.psql(
-        DB,
+        db,
         "SELECT (SELECT string_agg(relkind::text || '=' || n, ',' ORDER BY relkind)
                    FROM (SELECT c.relkind, count(*) AS n FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace
                           WHERE s.nspname LIKE 'tenant\\_%' GROUP BY c.relkind) k),
@@ -981,7 +985,7 @@ fn baseline_shapes(work: &Path, password: &str, config: &Config) {
         let cluster = PgCluster::start();
         prepare_cluster(&cluster, password, config);
         prepare_baseline(&cluster, config);
-        quiesce(&cluster, false);
+        quiesce(&cluster, &[DB, BASE_DB]);
         // SAFETY: sync has no preconditions.
         unsafe { libc::sync() };
         let cpu_before = server_cpu(&cluster);
@@ -1019,10 +1023,15 @@ fn prepare_cluster(cluster: &PgCluster, password: &str, config: &Config) {
     }
 }
 
-/// The baseline's starting point: the tenants' schemas, owned by the login role.
+/// The baseline's starting point: its database, and the tenants' schemas in it, owned by
+/// the login role.
 fn prepare_baseline(cluster: &PgCluster, config: &Config) {
     cluster.psql(
-        DB,
+        "postgres",
+        &format!("CREATE DATABASE {BASE_DB} OWNER {LOGIN}"),
+    );
+    cluster.psql(
+        BASE_DB,
         &format!(
             "DO $$BEGIN FOR i IN 0..{} LOOP EXECUTE format('CREATE SCHEMA %I AUTHORIZATION {LOGIN}', 'tenant_' || {}); END LOOP; END$$",
             config.tenants - 1,
@@ -1031,11 +1040,10 @@ fn prepare_baseline(cluster: &PgCluster, config: &Config) {
     );
 }
 
-/// A quiet server before a measurement: vacuumed, analyzed, checkpointed.
-fn quiesce(cluster: &PgCluster, control_plane: bool) {
-    cluster.psql(DB, "VACUUM ANALYZE");
-    if control_plane {
-        cluster.psql(CONTROL_PLANE_DB, "VACUUM ANALYZE");
+/// A quiet server before a measurement: its databases vacuumed and analyzed, checkpointed.
+fn quiesce(cluster: &PgCluster, databases: &[&str]) {
+    for db in databases {
+        cluster.psql(db, "VACUUM ANALYZE");
     }
     cluster.psql("postgres", "CHECKPOINT");
 }
