@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use neo_reconcile::apply::{self, RegionOutcome, RunContext};
 use neo_reconcile::daemon;
 use neo_reconcile::engine;
-use neo_reconcile::plan::Plan;
+use neo_reconcile::plan::{BlockReason, Plan};
 use neo_reconcile::reconcile::{self, Approval, ErrorKind, Mode, ReconcileError, Selection};
 use neo_reconcile::shutdown::Shutdown;
 
@@ -40,6 +40,11 @@ pub struct Args {
     /// the run row (its command line).
     #[arg(long)]
     pub override_window: bool,
+    /// Apply a plan that archives or destroys more tenants than `[policy] max_prune` allows
+    /// (refused as a whole without it). The override is recorded in the run row (its command
+    /// line).
+    #[arg(long)]
+    pub allow_mass_prune: bool,
     #[command(flatten)]
     pub vault: super::vault::VaultArgs,
 }
@@ -89,6 +94,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         saved,
         approve: &approve,
         ctx,
+        allow_mass_prune: args.allow_mass_prune,
     };
     let (trigger, shutdown) = Shutdown::new();
     let outcome = runtime.block_on(async {
@@ -121,6 +127,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             eprintln!("Nothing was changed. Run `neo-reconcile plan` again.");
         } else {
+            let mass_prune = outcome
+                .plan
+                .regions
+                .iter()
+                .flat_map(|r| &r.blocked)
+                .any(|b| b.reason == BlockReason::MassPrune);
+            if mass_prune {
+                // Refused before approval was asked: the plan was not printed yet.
+                print!("{}", outcome.plan_text.as_deref().unwrap_or_default());
+            }
             for r in reasons {
                 if let Some(e) = r.strip_prefix("error: ") {
                     eprintln!("error: {e}");

@@ -94,6 +94,20 @@ fn region_text(out: &mut String, region: &RegionPlan, desired: &Desired, options
                     let _ = writeln!(out, "      V{} {}{note}", v.version, v.description);
                 }
             }
+            Action::Rollback { versions, .. } => {
+                for v in versions {
+                    let note = if v.no_transaction {
+                        " [no transaction]"
+                    } else {
+                        ""
+                    };
+                    let _ = writeln!(
+                        out,
+                        "      U{} {}{note} (undoes V{})",
+                        v.version, v.description, v.version
+                    );
+                }
+            }
             Action::UpdateRegistry {
                 upsert,
                 delete,
@@ -156,6 +170,10 @@ pub fn action_line(action: &Action) -> String {
         Action::Migrate { tenant, schema_set, schema, from, to, .. } => match tenant {
             Some(t) => format!("~ migrate tenant {t}: {schema_set} {from} -> {to} in schema {schema}"),
             None => format!("~ migrate {schema_set}: {from} -> {to} in schema {schema}"),
+        },
+        Action::Rollback { tenant, schema_set, schema, from, to, .. } => match tenant {
+            Some(t) => format!("- rollback tenant {t}: {schema_set} {from} -> {to} in schema {schema}"),
+            None => format!("- rollback {schema_set}: {from} -> {to} in schema {schema}"),
         },
         Action::CreateTenant { tenant, schema, owner_role, rw_role } => {
             format!("+ create_tenant {tenant} (schema {schema}, roles {owner_role}, {rw_role})")
@@ -295,8 +313,19 @@ pub fn summary_line(s: &Summary) -> String {
     } else {
         String::new()
     };
-    let mut line = format!(
-        "Plan: {} to bootstrap{extensions}, {} to create, {} to migrate, {} to suspend, {} to resume, {} to archive{restore}, {} to destroy, {} registry update{}; {} blocked",
+    let mut line = String::new();
+    if let Some(warning) = rollback_warning(s) {
+        line.push_str(&warning);
+        line.push(' ');
+    }
+    let rollback = if s.rollback > 0 {
+        format!(", {} to roll back", s.rollback)
+    } else {
+        String::new()
+    };
+    let _ = write!(
+        line,
+        "Plan: {} to bootstrap{extensions}, {} to create, {} to migrate{rollback}, {} to suspend, {} to resume, {} to archive{restore}, {} to destroy, {} registry update{}; {} blocked",
         s.bootstrap,
         s.create_tenant,
         s.migrate,
@@ -320,6 +349,19 @@ pub fn summary_line(s: &Summary) -> String {
     line
 }
 
+/// The warning a prominent rollback puts before the summary line: one across more than one
+/// version, or of every tenant of a set.
+pub fn rollback_warning(s: &Summary) -> Option<String> {
+    let mut what = Vec::new();
+    if s.rollback_all_tenants {
+        what.push("of every tenant".to_string());
+    }
+    if s.rollback_max_versions > 1 {
+        what.push(format!("across {} versions", s.rollback_max_versions));
+    }
+    (!what.is_empty()).then(|| format!("ROLLBACK {}!", what.join(" and ")))
+}
+
 /// The plan as stable JSON (`format_version: 1`).
 pub fn json(plan: &Plan) -> String {
     serde_json::to_string_pretty(plan).expect("a plan always serializes")
@@ -340,18 +382,29 @@ pub fn markdown(plan: &Plan, desired: &Desired) -> String {
             .map(|c| format!(", commit `{}`", &c[..c.len().min(12)]))
             .unwrap_or_default()
     );
-    let _ = writeln!(out, "| region | reachable | bootstrap | create | migrate | suspend | resume | archive | destroy | registry | blocked |");
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
+    if let Some(warning) = rollback_warning(s) {
+        let _ = writeln!(
+            out,
+            "> [!WARNING]\n> **{warning}** This plan runs undo files: {} rollback(s), up to {} version(s) back. Review the undo files and the data they drop before approving.\n",
+            s.rollback, s.rollback_max_versions
+        );
+    }
+    let _ = writeln!(out, "| region | reachable | bootstrap | create | migrate | rollback | suspend | resume | archive | destroy | registry | blocked |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &plan.regions {
         let count = |k: &str| r.actions.iter().filter(|a| a.kind() == k).count();
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.name,
             if r.reachable { "yes" } else { "**no**" },
             count("bootstrap"),
             count("create_tenant"),
             count("migrate"),
+            match count("rollback") {
+                0 => "0".to_string(),
+                n => format!("**{n}**"),
+            },
             count("suspend_tenant"),
             count("resume_tenant"),
             count("archive_tenant"),

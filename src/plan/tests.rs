@@ -9,8 +9,8 @@ use expect_test::{expect, Expect};
 use super::render::{self, TextOptions};
 use super::*;
 use crate::desired::{
-    ApplySettings, ControlPlane, CredentialSource, Credentials, Endpoint, Migration, Policy,
-    Region, SchemaSet, Scope, SslMode, Tenant,
+    ApplySettings, ControlPlane, CredentialSource, Credentials, Endpoint, MaxPrune, Migration,
+    Policy, Region, SchemaSet, Scope, SslMode, Tenant,
 };
 use crate::observed::{Bookkeeping, HistoryRow, RegistryRow, TenantRow};
 
@@ -57,6 +57,7 @@ fn desired(tenants: &[(&str, &str, TenantStatus)]) -> Desired {
         target: 3,
         depends_on: vec!["common".into()],
         migrations: Vec::new(),
+        undo: BTreeMap::new(),
     };
     app.migrations = ["init", "index", "view", "column"]
         .iter()
@@ -72,6 +73,7 @@ fn desired(tenants: &[(&str, &str, TenantStatus)]) -> Desired {
             migration("common", 1, "plans"),
             migration("common", 2, "flags"),
         ],
+        undo: BTreeMap::new(),
     };
     Desired {
         root: "/repo".into(),
@@ -465,7 +467,7 @@ fn checksum_mismatch_blocks_that_tenant_only() {
 }
 
 #[test]
-fn live_version_above_target_is_never_downgraded() {
+fn live_version_above_target_without_allow_rollback_or_undo_file_is_blocked() {
     let d = desired(&[("acme", "us", Active)]);
     let o = us_only(&d, &[("acme", Active, 4)]);
     check(
@@ -473,13 +475,14 @@ fn live_version_above_target_is_never_downgraded() {
         &o,
         &only_us(),
         expect![[r#"
-        neo-reconcile plan: desired state d1e2s3i4r5e6
+            neo-reconcile plan: desired state d1e2s3i4r5e6
 
-        Region us (db_us at 127.0.0.1:5432): 0 changes, 1 blocked
-          ! blocked tenant acme, app: app in tenant_acme is at version 4, above the target 3: neo-reconcile never downgrades; raise the target or write a forward migration
+            Region us (db_us at 127.0.0.1:5432): 0 changes, 2 blocked
+              ! blocked tenant acme, app: app in tenant_acme is at version 4, above the target 3: going back runs the undo files U4, and [policy] allow_rollback is not true in neo.toml; allow it, or raise the target (or write a forward migration)
+              ! blocked tenant acme, app: app in tenant_acme cannot go back from 4 to 3: schemas/app/U4__column.sql missing (an undo file undoes the migration of the same version); write it, or raise the target
 
-        Plan: 0 to bootstrap, 0 to create, 0 to migrate, 0 to suspend, 0 to resume, 0 to archive, 0 to destroy, 0 registry updates; 1 blocked.
-    "#]],
+            Plan: 0 to bootstrap, 0 to create, 0 to migrate, 0 to suspend, 0 to resume, 0 to archive, 0 to destroy, 0 registry updates; 2 blocked.
+        "#]],
     );
 }
 
@@ -497,19 +500,19 @@ fn history_beyond_the_repository_is_a_downgrade() {
         &o,
         &only_us(),
         expect![[r#"
-        neo-reconcile plan: desired state d1e2s3i4r5e6
+            neo-reconcile plan: desired state d1e2s3i4r5e6
 
-        Region us (db_us at 127.0.0.1:5432): 1 change, 1 blocked
-          ~ update_registry admin.database_connections in database neo_admin (1 upserted, 0 deleted)
-              --- admin.database_connections (live)
-              +++ admin.database_connections (planned)
-              @@ -1 +1 @@
-              -acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=4
-              +acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=5
-          ! blocked tenant acme, app: app in tenant_acme is at version 5 (the repository has only up to V4), above the target 3: neo-reconcile never downgrades; raise the target or write a forward migration
+            Region us (db_us at 127.0.0.1:5432): 1 change, 1 blocked
+              ~ update_registry admin.database_connections in database neo_admin (1 upserted, 0 deleted)
+                  --- admin.database_connections (live)
+                  +++ admin.database_connections (planned)
+                  @@ -1 +1 @@
+                  -acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=4
+                  +acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=5
+              ! blocked tenant acme, app: app in tenant_acme is at version 5 (the repository has only up to V4), above the target 3: versions the repository does not have cannot be undone; restore their migrations (and undo files) or raise the target
 
-        Plan: 0 to bootstrap, 0 to create, 0 to migrate, 0 to suspend, 0 to resume, 0 to archive, 0 to destroy, 1 registry update; 1 blocked.
-    "#]],
+            Plan: 0 to bootstrap, 0 to create, 0 to migrate, 0 to suspend, 0 to resume, 0 to archive, 0 to destroy, 1 registry update; 1 blocked.
+        "#]],
     );
 }
 
@@ -724,6 +727,8 @@ fn deleting_cuts_access_at_once_and_keeps_the_data_without_allow_destroy() {
 fn destroy_waits_for_destroy_after_since_the_archive() {
     let mut d = desired(&[("acme", "us", Deleted), ("old", "us", Deleted)]);
     d.policy.allow_destroy = true;
+    // Both tenants of the region go: allowed here, the guard has cases of its own.
+    d.policy.max_prune = MaxPrune::Count(2);
     let o = us_only(&d, &[("acme", Active, 3), ("old", Archived, 3)]);
     check(
         &d,
