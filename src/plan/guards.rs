@@ -1,14 +1,16 @@
-//! The guard against destructive merges: a plan that archives or destroys more tenants than
+//! The guards against destructive merges. A plan that archives or destroys more tenants than
 //! `[policy] max_prune` allows, in total or in one region, is blocked as a whole (every
 //! region with such actions gets the finding, and apply refuses the whole plan), unless the
 //! plan is made for an apply run with `--allow-mass-prune`. The actions stay in the plan, so
-//! that the reviewer sees which tenants a merge would prune.
+//! that the reviewer sees which tenants a merge would prune. And a region file removed while
+//! the registry still places tenants there: those tenants are reported as orphaned and left
+//! alone.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::types::{Action, BlockReason, Blocked, PlanOptions, RegionPlan};
 use crate::desired::{Desired, TenantStatus};
-use crate::observed::{Observed, RegionObservation};
+use crate::observed::{ControlPlaneState, Observed, RegionObservation};
 
 /// Adds the [`BlockReason::MassPrune`] finding to every region that prunes tenants when the
 /// plan prunes more than `[policy] max_prune` allows, in total or in one region.
@@ -81,6 +83,43 @@ pub(super) fn mass_prune(
             schema_set: None,
             schema: None,
             message: message.clone(),
+        });
+    }
+}
+
+/// Reports, in the control-plane region's plan, the tenants the registry places in a region
+/// whose file is gone from the desired state: the region is no longer observed, its database
+/// still holds them, and nothing touches them (their registry rows stay).
+pub(super) fn orphaned_regions(
+    desired: &Desired,
+    observed: &Observed,
+    options: &PlanOptions,
+    regions: &mut [RegionPlan],
+) {
+    let cp = &desired.control_plane.region;
+    let Some(RegionObservation::Reachable(state)) = observed.regions.get(cp) else {
+        return;
+    };
+    let Some(ControlPlaneState::Ready { rows, .. }) = &state.control_plane else {
+        return;
+    };
+    let Some(out) = regions.iter_mut().find(|r| &r.name == cp && r.reachable) else {
+        return;
+    };
+    for row in rows
+        .values()
+        .filter(|r| r.status != TenantStatus::Deleted && !desired.regions.contains_key(&r.region))
+        .filter(|r| options.tenants.is_empty() || options.tenants.contains(&r.tenant))
+    {
+        out.blocked.push(Blocked {
+            reason: BlockReason::Orphaned,
+            tenant: Some(row.tenant.clone()),
+            schema_set: None,
+            schema: Some(row.schema.clone()),
+            message: format!(
+                "tenant {} is registered in region {}, whose file regions/{}.toml is gone: its database ({} at {}:{}) still holds schema {}, which neo-reconcile no longer observes and never touches; put the region file back, or move or archive the tenants first and remove the region once it holds none",
+                row.tenant, row.region, row.region, row.database, row.host, row.port, row.schema
+            ),
         });
     }
 }

@@ -98,6 +98,7 @@ pub fn plan(desired: &Desired, observed: &Observed, options: &PlanOptions) -> Pl
     }
 
     guards::mass_prune(desired, observed, options, &mut regions);
+    guards::orphaned_regions(desired, observed, options, &mut regions);
     let mut summary = summarize(&regions);
     rollback::rollback_prominence(desired, &regions, &mut summary);
     Plan {
@@ -226,5 +227,7 @@ fn summarize(regions: &[RegionPlan]) -> Summary {
     s
 }
 
+#[cfg(test)]
+mod rollback_tests;
 #[cfg(test)]
 mod tests;

@@ -20,7 +20,7 @@ const NOW: i64 = 1_795_435_200;
 /// 2026-10-01T00:00:00Z, when the archived tenants of these cases were archived.
 const ARCHIVED_AT: i64 = 1_790_812_800;
 
-fn migration(set: &str, version: u32, description: &str) -> Migration {
+pub(super) fn migration(set: &str, version: u32, description: &str) -> Migration {
     Migration {
         version,
         description: description.to_string(),
@@ -50,7 +50,7 @@ fn region(name: &str, port: u16) -> Region {
 
 /// Two regions (`us`, the control plane, and `eu`), a region-scope set `common` (2
 /// migrations) and a tenant-scope set `app` (4 migrations, target 3) depending on it.
-fn desired(tenants: &[(&str, &str, TenantStatus)]) -> Desired {
+pub(super) fn desired(tenants: &[(&str, &str, TenantStatus)]) -> Desired {
     let mut app = SchemaSet {
         name: "app".into(),
         scope: Scope::Tenant,
@@ -108,7 +108,7 @@ fn desired(tenants: &[(&str, &str, TenantStatus)]) -> Desired {
     }
 }
 
-fn options() -> PlanOptions {
+pub(super) fn options() -> PlanOptions {
     PlanOptions {
         bookkeeping_latest: 1,
         registry_latest: 1,
@@ -127,7 +127,7 @@ fn fresh() -> RegionState {
 }
 
 /// A region database bootstrapped and with `common` at its target.
-fn managed(d: &Desired, region: &str) -> RegionState {
+pub(super) fn managed(d: &Desired, region: &str) -> RegionState {
     let mut s = fresh();
     s.schemas.insert("neo_reconcile".into());
     s.bookkeeping = Some(Bookkeeping {
@@ -146,7 +146,7 @@ fn managed(d: &Desired, region: &str) -> RegionState {
 }
 
 /// Records versions 1..=to of a set as applied to a schema (and creates the schema).
-fn applied(s: &mut RegionState, d: &Desired, set: &str, schema: &str, to: u32) {
+pub(super) fn applied(s: &mut RegionState, d: &Desired, set: &str, schema: &str, to: u32) {
     s.schemas.insert(schema.to_string());
     let set = d.schema_set(set).unwrap();
     let bk = s.bookkeeping.as_mut().unwrap();
@@ -165,7 +165,13 @@ fn applied(s: &mut RegionState, d: &Desired, set: &str, schema: &str, to: u32) {
 }
 
 /// Adds a managed tenant at a version of `app`, with its registry row in line.
-fn with_tenant(s: &mut RegionState, d: &Desired, slug: &str, status: TenantStatus, app: u32) {
+pub(super) fn with_tenant(
+    s: &mut RegionState,
+    d: &Desired,
+    slug: &str,
+    status: TenantStatus,
+    app: u32,
+) {
     let schema = match status {
         TenantStatus::Archived => format!("archived_{slug}_20261001"),
         _ => format!("tenant_{slug}"),
@@ -193,7 +199,7 @@ fn with_tenant(s: &mut RegionState, d: &Desired, slug: &str, status: TenantStatu
 
 /// Puts a registry row for every managed tenant, as an earlier apply left it: the tenant's
 /// live status, schema and versions.
-fn registry_in_line(observed: &mut Observed, d: &Desired) {
+pub(super) fn registry_in_line(observed: &mut Observed, d: &Desired) {
     let mut rows = BTreeMap::new();
     for (name, obs) in &observed.regions {
         let RegionObservation::Reachable(RegionState {
@@ -237,7 +243,7 @@ fn registry_in_line(observed: &mut Observed, d: &Desired) {
     }
 }
 
-fn observed(regions: Vec<(&str, RegionState)>) -> Observed {
+pub(super) fn observed(regions: Vec<(&str, RegionState)>) -> Observed {
     Observed {
         regions: regions
             .into_iter()
@@ -246,7 +252,7 @@ fn observed(regions: Vec<(&str, RegionState)>) -> Observed {
     }
 }
 
-fn check(d: &Desired, o: &Observed, opts: &PlanOptions, expect: Expect) {
+pub(super) fn check(d: &Desired, o: &Observed, opts: &PlanOptions, expect: Expect) {
     let plan = plan(d, o, opts);
     // The JSON form must round-trip: apply --plan reads it back.
     let back: Plan = serde_json::from_str(&render::json(&plan)).unwrap();
@@ -341,7 +347,7 @@ fn converged_state_plans_no_changes() {
 }
 
 /// One region (`us`) with `common` done and the given tenants; registry in line.
-fn us_only(d: &Desired, tenants: &[(&str, TenantStatus, u32)]) -> Observed {
+pub(super) fn us_only(d: &Desired, tenants: &[(&str, TenantStatus, u32)]) -> Observed {
     let mut us = managed(d, "us");
     for (slug, status, v) in tenants {
         with_tenant(&mut us, d, slug, *status, *v);
@@ -353,14 +359,14 @@ fn us_only(d: &Desired, tenants: &[(&str, TenantStatus, u32)]) -> Observed {
     o
 }
 
-fn us_state(o: &mut Observed) -> &mut RegionState {
+pub(super) fn us_state(o: &mut Observed) -> &mut RegionState {
     match o.regions.get_mut("us") {
         Some(RegionObservation::Reachable(s)) => s,
         _ => unreachable!(),
     }
 }
 
-fn only_us() -> PlanOptions {
+pub(super) fn only_us() -> PlanOptions {
     PlanOptions {
         regions: ["us".to_string()].into_iter().collect(),
         ..options()
