@@ -225,13 +225,21 @@ pub(super) fn rollback_prominence(
             }
         }
     }
-    // The tenants the plan covers that have a live schema: active or suspended.
+    // The tenants the plan covers that have a live schema already: active or suspended, and
+    // not created by this plan.
+    let created: BTreeSet<&str> = regions
+        .iter()
+        .flat_map(|r| &r.actions)
+        .filter(|a| matches!(a, Action::CreateTenant { .. }))
+        .filter_map(Action::tenant)
+        .collect();
     let planned: BTreeSet<&str> = regions
         .iter()
         .filter(|r| r.reachable)
         .flat_map(|r| desired.tenants_in(&r.name))
         .filter(|t| matches!(t.status, TenantStatus::Active | TenantStatus::Suspended))
         .map(|t| t.slug.as_str())
+        .filter(|t| !created.contains(t))
         .collect();
     summary.rollback_all_tenants = per_set
         .values()
