@@ -121,30 +121,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     if let Some((kind, reasons)) = &outcome.refused {
-        if *kind == ErrorKind::Transient {
-            for r in reasons {
-                eprintln!("error: stale plan: {r}");
-            }
-            eprintln!("Nothing was changed. Run `neo-reconcile plan` again.");
-        } else {
-            let mass_prune = outcome
-                .plan
-                .regions
-                .iter()
-                .flat_map(|r| &r.blocked)
-                .any(|b| b.reason == BlockReason::MassPrune);
-            if mass_prune {
-                // Refused before approval was asked: the plan was not printed yet.
-                print!("{}", outcome.plan_text.as_deref().unwrap_or_default());
-            }
-            for r in reasons {
-                if let Some(e) = r.strip_prefix("error: ") {
-                    eprintln!("error: {e}");
-                } else {
-                    println!("{r}");
-                }
-            }
-        }
+        print_refused(&outcome, *kind, reasons);
         return Ok(ExitStatus::CouldNotStart.into());
     }
     if !outcome.plan.has_changes() {
@@ -167,6 +144,35 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     );
     Ok(status.into())
+}
+
+/// Prints why apply did not start: a stale plan, a declined approval, or a plan refused as a
+/// whole (a mass prune, whose plan is printed first since approval was not asked).
+fn print_refused(outcome: &reconcile::RunOutcome, kind: ErrorKind, reasons: &[String]) {
+    if kind == ErrorKind::Transient {
+        for r in reasons {
+            eprintln!("error: stale plan: {r}");
+        }
+        eprintln!("Nothing was changed. Run `neo-reconcile plan` again.");
+    } else {
+        let mass_prune = outcome
+            .plan
+            .regions
+            .iter()
+            .flat_map(|r| &r.blocked)
+            .any(|b| b.reason == BlockReason::MassPrune);
+        if mass_prune {
+            // Refused before approval was asked: the plan was not printed yet.
+            print!("{}", outcome.plan_text.as_deref().unwrap_or_default());
+        }
+        for r in reasons {
+            if let Some(e) = r.strip_prefix("error: ") {
+                eprintln!("error: {e}");
+            } else {
+                println!("{r}");
+            }
+        }
+    }
 }
 
 fn read_saved(path: &std::path::Path) -> anyhow::Result<Plan> {

@@ -83,43 +83,7 @@ fn region_text(out: &mut String, region: &RegionPlan, desired: &Desired, options
         .map(|r| sql::programs(&region.actions, desired, r));
     for (i, action) in region.actions.iter().enumerate() {
         let _ = writeln!(out, "  {}", action_line(action));
-        match action {
-            Action::Migrate { versions, .. } => {
-                for v in versions {
-                    let note = if v.no_transaction {
-                        " [no transaction]"
-                    } else {
-                        ""
-                    };
-                    let _ = writeln!(out, "      V{} {}{note}", v.version, v.description);
-                }
-            }
-            Action::Rollback { versions, .. } => {
-                for v in versions {
-                    let note = if v.no_transaction {
-                        " [no transaction]"
-                    } else {
-                        ""
-                    };
-                    let _ = writeln!(
-                        out,
-                        "      U{} {}{note} (undoes V{})",
-                        v.version, v.description, v.version
-                    );
-                }
-            }
-            Action::UpdateRegistry {
-                upsert,
-                delete,
-                before,
-                ..
-            } => {
-                for line in registry_diff(before, upsert, delete).lines() {
-                    let _ = writeln!(out, "      {line}");
-                }
-            }
-            _ => {}
-        }
+        action_details(out, action);
         if let Some(program) = programs.as_ref().map(|p| &p[i]) {
             let lines = match program {
                 Ok(program) => program.render(),
@@ -153,6 +117,47 @@ fn region_text(out: &mut String, region: &RegionPlan, desired: &Desired, options
             out,
             "  ? unmanaged schema {s}: no bookkeeping row, left alone"
         );
+    }
+}
+
+/// The lines under an action: the migrations or undo files it runs, the registry diff.
+fn action_details(out: &mut String, action: &Action) {
+    match action {
+        Action::Migrate { versions, .. } => {
+            for v in versions {
+                let note = if v.no_transaction {
+                    " [no transaction]"
+                } else {
+                    ""
+                };
+                let _ = writeln!(out, "      V{} {}{note}", v.version, v.description);
+            }
+        }
+        Action::Rollback { versions, .. } => {
+            for v in versions {
+                let note = if v.no_transaction {
+                    " [no transaction]"
+                } else {
+                    ""
+                };
+                let _ = writeln!(
+                    out,
+                    "      U{} {}{note} (undoes V{})",
+                    v.version, v.description, v.version
+                );
+            }
+        }
+        Action::UpdateRegistry {
+            upsert,
+            delete,
+            before,
+            ..
+        } => {
+            for line in registry_diff(before, upsert, delete).lines() {
+                let _ = writeln!(out, "      {line}");
+            }
+        }
+        _ => {}
     }
 }
 
