@@ -599,8 +599,10 @@ fn show_sql_equals_the_statements_the_server_received() {
         s.replace("status = \"active\"", "status = \"deleted\"")
     });
     w.edit("neo.toml", |s| {
+        // Two of five tenants go in one plan: more than the default max_prune ("10%").
         s.replace("allow_destroy = false", "allow_destroy = true")
             .replace("destroy_after = \"30d\"", "destroy_after = \"0s\"")
+            .replace("max_prune = \"10%\"", "max_prune = 2")
             .replace("target = 5 ", "target = 6 ")
     });
     let (more, _) = plan_apply_and_compare(&w, "plan2.json");
