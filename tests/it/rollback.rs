@@ -263,3 +263,44 @@ fn a_tree_archiving_50_of_60_tenants_is_refused_as_a_whole_and_applies_with_the_
     );
     assert!(command.contains("--allow-mass-prune"), "{command}");
 }
+
+#[test]
+fn a_region_scope_set_goes_back_after_the_tenants_that_depend_on_it() {
+    let w = world_at_6();
+    // One commit lowers both: platform_common 3 -> 2 and tenant_template 6 -> 4.
+    allow_rollback(&w);
+    w.edit("neo.toml", |s| {
+        s.replace("target = \"latest\"", "target = 2")
+    });
+    set_target(&w, 6, 4);
+    let plan = w.neo("plan", &[]);
+    plan.expect_code(1);
+    assert!(
+        plan.stdout.contains("! blocked platform_common: platform_common would go back from 3 to 2, but sets that depend on it are still above their target: tenant_template in 3 tenant(s) (acme, globex, initech). Tenants go back first")
+            && plan.stdout.contains("tenant_template in 2 tenant(s) (hooli, stark)"),
+        "{}",
+        plan.stdout
+    );
+    // This apply takes the tenants back; the region-scope set waits (exit 4: blocked).
+    w.neo("apply", &["--auto-approve"]).expect_code(4);
+    assert_eq!(registry_version(&w, "globex"), "4");
+    let plan = w.neo("plan", &[]);
+    plan.expect_code(0);
+    assert!(
+        plan.stdout
+            .contains("- rollback platform_common: 3 -> 2 in schema platform_common"),
+        "{}",
+        plan.stdout
+    );
+    // The next apply takes platform_common back in both regions.
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    for (cluster, db) in [(&w.us, "neo_us"), (&w.eu, "neo_eu")] {
+        let state = cluster.psql(
+            db,
+            "SELECT to_regclass('platform_common.plan_features') IS NULL, \
+             (SELECT string_agg(version || ':' || direction, ' ' ORDER BY id) FROM neo_reconcile.schema_history WHERE target_schema = 'platform_common')",
+        );
+        assert_eq!(state.trim(), "t|1:apply 2:apply 3:apply 3:undo", "{db}");
+    }
+    assert!(w.neo("plan", &[]).stdout.contains("No changes."));
+}

@@ -614,7 +614,9 @@ fn show_sql_equals_the_statements_the_server_received() {
         s.replace("allow_rollback = false", "allow_rollback = true")
             .replace("target = 6 ", "target = 4 ")
     });
-    w.edit("tenants/acme.toml", |s| s.replace("tenant_template = 6\n", ""));
+    w.edit("tenants/acme.toml", |s| {
+        s.replace("tenant_template = 6\n", "")
+    });
     let (more, _) = plan_apply_and_compare(&w, "plan3.json");
     kinds.extend(more);
     assert_eq!(
