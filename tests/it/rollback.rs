@@ -3,9 +3,11 @@
 //! through `U6` (no transaction) and `U5`, history keeps both directions, the catalog equals a
 //! tenant migrated straight to 4, and raising the target again applies V5 and V6 again.
 //! Without `allow_rollback`, or with an undo file missing, nothing changes. A failing undo
-//! stops its tenant at the last good version and leaves the others alone. A tree archiving 50
-//! of 60 tenants is refused as a whole, and applied with `--allow-mass-prune`, which the run
-//! row records.
+//! stops its tenant at the last good version and leaves the others alone; a failed
+//! `-- neo:no-transaction` undo continues after the statements it completed. A region-scope
+//! set goes back one apply after the tenants that depend on it. A tree archiving 50 of 60
+//! tenants is refused as a whole, and applied with `--allow-mass-prune`, which the run row
+//! records.
 
 use crate::support::catalog::{catalog, render};
 use crate::world::World;
@@ -303,4 +305,47 @@ fn a_region_scope_set_goes_back_after_the_tenants_that_depend_on_it() {
         assert_eq!(state.trim(), "t|1:apply 2:apply 3:apply 3:undo", "{db}");
     }
     assert!(w.neo("plan", &[]).stdout.contains("No changes."));
+}
+
+#[test]
+fn a_no_transaction_undo_continues_after_the_statements_a_failed_attempt_completed() {
+    let w = world_at_6();
+    // U6 outside a transaction: its second statement may not run twice, its third fails
+    // until `undo_gate` exists.
+    w.write(
+        "schemas/tenant_template/U6__index_active_projects_concurrently.sql",
+        "-- neo:no-transaction\n\
+         DROP INDEX CONCURRENTLY IF EXISTS projects_active_created_at_idx;\n\
+         CREATE TABLE undo_marker (id int);\n\
+         SELECT count(*) FROM undo_gate;\n",
+    );
+    set_target(&w, 6, 5);
+    allow_rollback(&w);
+    let run = w.neo("apply", &["--auto-approve", "--tenant", "globex"]);
+    run.expect_code(3);
+    assert!(
+        run.stdout
+            .contains("statement 3 of 3 failed; 2 completed before it and stay committed"),
+        "{}",
+        run.stdout
+    );
+    let failed = w.us.psql(
+        "neo_us",
+        "SELECT direction || ':' || statements_completed FROM neo_reconcile.schema_history \
+         WHERE target_schema = 'tenant_globex' AND NOT success",
+    );
+    assert_eq!(failed.trim(), "undo:2");
+    assert_eq!(registry_version(&w, "globex"), "6");
+
+    w.us.psql(
+        "neo_us",
+        "CREATE TABLE tenant_globex.undo_gate (); ALTER TABLE tenant_globex.undo_gate OWNER TO tenant_globex_owner",
+    );
+    w.neo("apply", &["--auto-approve", "--tenant", "globex"])
+        .expect_code(0);
+    assert_eq!(
+        history(&w, "tenant_globex"),
+        "1:apply:true 2:apply:true 3:apply:true 4:apply:true 5:apply:true 6:apply:true:reverted 6:undo:false 6:undo:true"
+    );
+    assert_eq!(registry_version(&w, "globex"), "5");
 }
