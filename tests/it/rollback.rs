@@ -252,7 +252,20 @@ fn a_tree_archiving_50_of_60_tenants_is_refused_as_a_whole_and_applies_with_the_
         "a refused mass prune changed something"
     );
 
-    w.neo("apply", &["--auto-approve", "--allow-mass-prune"])
+    // A plan saved for review carries the finding; applying it needs the override too.
+    let dir = tempfile::TempDir::new().unwrap();
+    let saved = dir.path().join("plan.json");
+    let saved = saved.to_str().unwrap();
+    w.neo("plan", &["--out", saved]).expect_code(1);
+    let refused = w.neo("apply", &["--plan", saved]);
+    refused.expect_code(1);
+    assert!(refused.stderr.contains(why), "{}", refused.stderr);
+    assert_eq!(
+        w.snapshot(),
+        before,
+        "a refused mass prune changed something"
+    );
+    w.neo("apply", &["--plan", saved, "--allow-mass-prune"])
         .expect_code(0);
     let archived = w.us.psql(
         "neo_us",
