@@ -192,7 +192,7 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
     }
 }
 
-/// The name of the undo file a migration needs (`schemas/app/V5__x.sql` → `schemas/app/U5__x.sql`).
+/// The undo file a migration needs: `schemas/app/V5__x.sql` → `schemas/app/U5__x.sql`.
 fn undo_file_name(migration_file: &str, version: u32, description: &str) -> String {
     let dir = migration_file
         .rsplit_once('/')

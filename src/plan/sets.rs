@@ -1,7 +1,7 @@
 //! Schema sets: the region-scope sets of a region and the tenant-scope sets of a tenant,
 //! each target checked against its migration history (gaps, changed checksums, blocked
-//! dependencies) before its migration, or its rollback (see `rollback.rs`), is planned. Also the history indexes the rest
-//! of the planner reads versions from.
+//! dependencies) before its migration, or its rollback (see `rollback.rs`), is planned. Also
+//! the history indexes the rest of the planner reads versions from.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -41,8 +41,8 @@ struct Case {
     created_beforehand: &'static [&'static str],
     /// Extensions the region declares, for neo-reconcile to create (issue 16 part 3).
     declared: &'static [&'static str],
-    /// The kinds of catalog objects ([`crate::support::catalog::CATALOG`]) the set must leave in the schema, so that
-    /// an apply that did next to nothing cannot pass as "equal".
+    /// The kinds of catalog objects ([`crate::support::catalog::CATALOG`]) the set must leave
+    /// in the schema, so that an apply that did next to nothing cannot pass as "equal".
     populated: &'static [&'static str],
     /// Every file is wrapped in one `BEGIN; ... COMMIT;` pair: `plan --show-sql` must show
     /// the files without it (psql runs them as they are).
