@@ -3118,3 +3118,52 @@ fn invalid_max_prune_is_reported_at_its_value() {
         "invalid max_prune \"ten\": use a whole number of tenants",
     );
 }
+
+/// `validate` reads only the tree, so it sees a removed region through git: a region file the
+/// previous commit had (or `HEAD`, for a removal not committed yet) is a warning, since the
+/// tenants its database may still hold become orphaned.
+#[test]
+fn a_region_file_removed_by_the_commit_under_review_is_a_warning() {
+    let tree = Tree::example();
+    crate::daemon::commit_all(&tree.root, "the example");
+    let r = tree.validate();
+    assert!(
+        r.warnings()
+            .iter()
+            .all(|d| d.file != "regions/eu-west.toml"),
+        "{}",
+        r.dump()
+    );
+    tree.remove("regions/eu-west.toml")
+        .remove("tenants/hooli.toml")
+        .remove("tenants/stark.toml")
+        .remove("tenants/wayne.toml");
+    for step in ["not committed yet", "committed"] {
+        let r = tree.validate();
+        r.assert_valid();
+        assert_diag(
+            r.warning("regions/eu-west.toml", "name"),
+            "regions/eu-west.toml",
+            1,
+            1,
+            "name",
+            "region file removed (commit ",
+        );
+        assert!(
+            r.warning("regions/eu-west.toml", "name")
+                .message
+                .contains("if region eu-west's database still holds tenants, they become orphaned"),
+            "{step}"
+        );
+        crate::daemon::commit_all(&tree.root, "remove eu-west");
+    }
+    // Two commits later the removal is history: no warning any more.
+    let r = tree.validate();
+    assert!(
+        r.warnings()
+            .iter()
+            .all(|d| d.file != "regions/eu-west.toml"),
+        "{}",
+        r.dump()
+    );
+}
