@@ -94,6 +94,7 @@ pub fn plan_options(
         bookkeeping_latest: bookkeeping::latest(&bookkeeping::region()),
         registry_latest: bookkeeping::latest(&bookkeeping::control_plane()),
         commit: git::head_commit(&desired.root),
+        allow_mass_prune: false,
     })
 }
 

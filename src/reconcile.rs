@@ -13,7 +13,7 @@ use crate::db::Connectors;
 use crate::desired::Desired;
 use crate::engine::{self, EngineError};
 use crate::plan::render::{self, TextOptions};
-use crate::plan::{Plan, PlanOptions};
+use crate::plan::{BlockReason, Plan, PlanOptions};
 use crate::shutdown::Shutdown;
 
 /// Which regions and tenants a run covers (everything when both are empty).
@@ -44,6 +44,9 @@ pub enum Mode<'a> {
         /// asked when there is nothing to apply.
         approve: &'a (dyn Fn(&Plan, &str) -> Approval + Sync),
         ctx: RunContext,
+        /// `--allow-mass-prune`: apply a plan that archives or destroys more tenants than
+        /// `[policy] max_prune` allows (without it, such a plan is refused as a whole).
+        allow_mass_prune: bool,
     },
 }
 
@@ -115,12 +118,20 @@ pub async fn once(
         ),
         _ => (selection.regions.clone(), selection.tenants.clone()),
     };
-    let options = engine::plan_options(desired, &regions, &tenants)?;
+    let mut options = engine::plan_options(desired, &regions, &tenants)?;
+    options.allow_mass_prune = matches!(
+        mode,
+        Mode::Apply {
+            allow_mass_prune: true,
+            ..
+        }
+    );
     let (_, fresh) = engine::observe_and_plan(desired, &options, connectors).await;
     let Mode::Apply {
         saved,
         approve,
         ctx,
+        allow_mass_prune,
     } = mode
     else {
         let regions = statuses(&fresh, None, false);
@@ -134,7 +145,7 @@ pub async fn once(
     };
 
     let mut refused = None;
-    let approved = match saved {
+    let mut approved = match saved {
         Some(saved) => {
             if saved.desired.digest != desired.digest {
                 return Err(ReconcileError::DesiredChanged {
@@ -149,6 +160,22 @@ pub async fn once(
         }
         None => fresh,
     };
+    if *allow_mass_prune {
+        // A saved plan made without the override carries the finding; the override lifts it.
+        lift_mass_prune(&mut approved);
+    } else if refused.is_none() {
+        let prune: Vec<String> = approved
+            .regions
+            .iter()
+            .flat_map(|r| &r.blocked)
+            .filter(|b| b.reason == BlockReason::MassPrune)
+            .map(|b| format!("error: refused as a whole: {}", b.message))
+            .take(1)
+            .collect();
+        if !prune.is_empty() {
+            refused = Some((ErrorKind::NeedsHuman, prune));
+        }
+    }
     // The plan is logged in full before anything changes.
     let plan_text = render::text(&approved, desired, TextOptions::default());
     apply::log_plan(&approved);
@@ -246,6 +273,22 @@ fn region_failure(r: &apply::RegionReport) -> Option<RegionStatus> {
                 None
             }
         }
+    }
+}
+
+/// Removes the mass-prune findings of a plan applied with `--allow-mass-prune`.
+fn lift_mass_prune(plan: &mut Plan) {
+    let mut lifted = 0;
+    for r in &mut plan.regions {
+        let before = r.blocked.len();
+        r.blocked.retain(|b| b.reason != BlockReason::MassPrune);
+        lifted += before - r.blocked.len();
+    }
+    plan.summary.blocked -= lifted;
+    if lifted > 0 {
+        tracing::warn!(
+            "This plan archives or destroys more tenants than [policy] max_prune allows; applying anyway (--allow-mass-prune, recorded in the run row)."
+        );
     }
 }
 

@@ -400,7 +400,7 @@ async fn check_and_read_version(
         });
     }
     let recorded: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM neo_reconcile.schema_history WHERE target_schema = $1 AND schema_set = $2 AND success",
+        "SELECT count(*) FROM neo_reconcile.schema_history WHERE target_schema = $1 AND schema_set = $2 AND success AND direction = 'apply' AND reverted_by IS NULL",
     )
     .bind(schema)
     .bind(&set.name)

@@ -85,9 +85,11 @@ pub async fn run_actions(
                 let what = super::report::describe(action);
                 (0, failed_action(&what, None, &e))
             })?;
+            // A migration still to apply is not applied yet; an undo still to run undoes a
+            // version that is still applied.
             program
                 .migrations
-                .retain(|m| !applied.contains(&(m.version as i32)));
+                .retain(|m| applied.contains(&(m.version as i32)) == m.undo);
         }
     }
     match region.apply.transaction {
@@ -134,20 +136,25 @@ pub async fn run_actions(
     Ok(())
 }
 
-/// The versions of an action's set that history records as applied in its schema.
+/// The versions of an action's set that history records as applied (and not reverted) in its
+/// schema.
 async fn applied_versions(
     conn: &mut PgConnection,
     action: &Action,
 ) -> Result<Vec<i32>, sqlx::Error> {
-    let Action::Migrate {
+    let (Action::Migrate {
         schema, schema_set, ..
-    } = action
+    }
+    | Action::Rollback {
+        schema, schema_set, ..
+    }) = action
     else {
         return Ok(Vec::new());
     };
     sqlx::query_scalar(
         "SELECT version FROM neo_reconcile.schema_history \
-         WHERE target_schema = $1 AND schema_set = $2 AND success",
+         WHERE target_schema = $1 AND schema_set = $2 AND success \
+         AND direction = 'apply' AND reverted_by IS NULL",
     )
     .bind(schema)
     .bind(schema_set)
@@ -497,18 +504,23 @@ fn no_transaction_failure(
     )
 }
 
-/// How many statements of a no-transaction migration an earlier attempt of the same file
-/// (same checksum) in the same schema completed before it failed: the latest failed attempt
-/// says. 0 when there is none or the file changed since.
+/// How many statements of a no-transaction migration (or undo file) an earlier attempt of the
+/// same file (same checksum, same direction) in the same schema completed before it failed:
+/// the latest failed attempt since the version last succeeded in either direction says (an
+/// attempt before a version was applied, undone and applied again is over). 0 when there is
+/// none or the file changed since.
 async fn resume_point(conn: &mut PgConnection, m: &MigrationRun) -> Result<usize, sqlx::Error> {
     let last: Option<(String, Option<i32>)> = sqlx::query_as(
-        "SELECT checksum, statements_completed FROM neo_reconcile.schema_history \
+        "SELECT checksum, statements_completed FROM neo_reconcile.schema_history f \
          WHERE target_schema = $1 AND schema_set = $2 AND version = $3 AND NOT success \
+         AND direction = $4 AND id > coalesce((SELECT max(id) FROM neo_reconcile.schema_history \
+           WHERE target_schema = $1 AND schema_set = $2 AND version = $3 AND success), 0) \
          ORDER BY id DESC LIMIT 1",
     )
     .bind(&m.schema)
     .bind(&m.set)
     .bind(m.version as i32)
+    .bind(if m.undo { "undo" } else { "apply" })
     .fetch_optional(&mut *conn)
     .await?;
     Ok(match last {

@@ -207,7 +207,9 @@ async fn run_region_targets(
     for action in actions.iter().filter(|a| {
         matches!(
             a,
-            Action::CreateExtension { .. } | Action::Migrate { tenant: None, .. }
+            Action::CreateExtension { .. }
+                | Action::Migrate { tenant: None, .. }
+                | Action::Rollback { tenant: None, .. }
         )
     }) {
         if runner.run.shutdown.is_requested() {

@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use neo_reconcile::apply::{self, RegionOutcome, RunContext};
 use neo_reconcile::daemon;
 use neo_reconcile::engine;
-use neo_reconcile::plan::Plan;
+use neo_reconcile::plan::{BlockReason, Plan};
 use neo_reconcile::reconcile::{self, Approval, ErrorKind, Mode, ReconcileError, Selection};
 use neo_reconcile::shutdown::Shutdown;
 
@@ -40,6 +40,11 @@ pub struct Args {
     /// the run row (its command line).
     #[arg(long)]
     pub override_window: bool,
+    /// Apply a plan that archives or destroys more tenants than `[policy] max_prune` allows
+    /// (refused as a whole without it). The override is recorded in the run row (its command
+    /// line).
+    #[arg(long)]
+    pub allow_mass_prune: bool,
     #[command(flatten)]
     pub vault: super::vault::VaultArgs,
 }
@@ -89,6 +94,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         saved,
         approve: &approve,
         ctx,
+        allow_mass_prune: args.allow_mass_prune,
     };
     let (trigger, shutdown) = Shutdown::new();
     let outcome = runtime.block_on(async {
@@ -115,20 +121,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     if let Some((kind, reasons)) = &outcome.refused {
-        if *kind == ErrorKind::Transient {
-            for r in reasons {
-                eprintln!("error: stale plan: {r}");
-            }
-            eprintln!("Nothing was changed. Run `neo-reconcile plan` again.");
-        } else {
-            for r in reasons {
-                if let Some(e) = r.strip_prefix("error: ") {
-                    eprintln!("error: {e}");
-                } else {
-                    println!("{r}");
-                }
-            }
-        }
+        print_refused(&outcome, *kind, reasons);
         return Ok(ExitStatus::CouldNotStart.into());
     }
     if !outcome.plan.has_changes() {
@@ -151,6 +144,35 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     );
     Ok(status.into())
+}
+
+/// Prints why apply did not start: a stale plan, a declined approval, or a plan refused as a
+/// whole (a mass prune, whose plan is printed first since approval was not asked).
+fn print_refused(outcome: &reconcile::RunOutcome, kind: ErrorKind, reasons: &[String]) {
+    if kind == ErrorKind::Transient {
+        for r in reasons {
+            eprintln!("error: stale plan: {r}");
+        }
+        eprintln!("Nothing was changed. Run `neo-reconcile plan` again.");
+    } else {
+        let mass_prune = outcome
+            .plan
+            .regions
+            .iter()
+            .flat_map(|r| &r.blocked)
+            .any(|b| b.reason == BlockReason::MassPrune);
+        if mass_prune {
+            // Refused before approval was asked: the plan was not printed yet.
+            print!("{}", outcome.plan_text.as_deref().unwrap_or_default());
+        }
+        for r in reasons {
+            if let Some(e) = r.strip_prefix("error: ") {
+                eprintln!("error: {e}");
+            } else {
+                println!("{r}");
+            }
+        }
+    }
 }
 
 fn read_saved(path: &std::path::Path) -> anyhow::Result<Plan> {

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::ValueEnum;
-use neo_reconcile::desired::{self, diagnostic::Report, Severity};
+use neo_reconcile::desired::{self, diagnostic::Report, Diagnostic, Severity};
+use neo_reconcile::sources::git;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -24,7 +25,8 @@ enum Format {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let loaded = desired::load(&args.dir);
+    let mut loaded = desired::load(&args.dir);
+    loaded.diagnostics.extend(removed_regions(&args.dir));
     let report = Report::new(&args.dir, &loaded.diagnostics);
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
@@ -60,4 +62,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// A warning for each region file the tree's previous commit had and the tree no longer has
+/// (see [`git::removed_region_files`]): the tenants its database still holds become orphaned.
+fn removed_regions(dir: &std::path::Path) -> Vec<Diagnostic> {
+    git::removed_region_files(dir)
+        .into_iter()
+        .map(|(file, commit)| {
+            let name = file
+                .trim_start_matches("regions/")
+                .trim_end_matches(".toml")
+                .to_string();
+            Diagnostic {
+                message: format!(
+                    "region file removed (commit {commit} has it): if region {name}'s database still holds tenants, they become orphaned: neo-reconcile no longer observes nor touches them (plan reports them from the registry); put the file back to manage them again, or move or archive them first"
+                ),
+                file,
+                line: 1,
+                column: 1,
+                field: "name".into(),
+                severity: Severity::Warning,
+            }
+        })
+        .collect()
 }

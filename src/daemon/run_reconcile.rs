@@ -124,6 +124,8 @@ impl Daemon {
             saved: None,
             approve: &approve,
             ctx: RunContext::current(command, Some(good.sha.clone())),
+            // A mass prune waits for a human with `apply --allow-mass-prune`.
+            allow_mass_prune: false,
         };
         let selection = Selection {
             regions: regions.to_vec(),

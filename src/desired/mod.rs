@@ -34,7 +34,7 @@ pub use region::{
     ApplySettings, CredentialSource, Credentials, Endpoint, Region, SslMode, TransactionShape,
 };
 pub use schema_set::{Migration, SchemaSet, Scope};
-pub use state::{ControlPlane, Desired, Extensions, Policy};
+pub use state::{ControlPlane, Desired, Extensions, MaxPrune, Policy};
 pub use tenant::{Tenant, TenantStatus};
 
 pub(crate) use load::{parse_toml_with, Required};

@@ -54,6 +54,11 @@ pub struct RawPolicy {
     /// A duration such as `"30d"`; `"0s"` is allowed.
     #[serde(default)]
     pub destroy_after: Option<Spanned<String>>,
+    #[serde(default)]
+    pub allow_rollback: Option<Spanned<bool>>,
+    /// A count (`5`) or a percentage (`"10%"`).
+    #[serde(default)]
+    pub max_prune: Option<Spanned<toml::Value>>,
 }
 
 /// `[schema_sets.<name>]` in `neo.toml`.

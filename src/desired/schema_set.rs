@@ -1,6 +1,7 @@
-//! Schema sets and their migrations, as validated: a set's scope, its target version and its
-//! migration files numbered 1..=N.
+//! Schema sets and their migrations, as validated: a set's scope, its target version, its
+//! migration files numbered 1..=N and the undo files of some of them.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Serialize;
@@ -34,6 +35,9 @@ pub struct SchemaSet {
     pub depends_on: Vec<String>,
     /// Migrations by version: `migrations[i].version == i + 1`.
     pub migrations: Vec<Migration>,
+    /// Undo files (`U<n>__<description>.sql`) by the version they undo; any subset of the
+    /// versions. Each is a [`Migration`] whose `file` is the undo file.
+    pub undo: BTreeMap<u32, Migration>,
 }
 
 impl SchemaSet {
@@ -46,6 +50,11 @@ impl SchemaSet {
         version
             .checked_sub(1)
             .and_then(|i| self.migrations.get(i as usize))
+    }
+
+    /// The undo file of a version, if the set has one.
+    pub fn undo(&self, version: u32) -> Option<&Migration> {
+        self.undo.get(&version)
     }
 }
 

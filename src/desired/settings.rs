@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::diagnostic::{Diagnostics, SourceText};
 use super::raw::{RawApply, RawPolicy};
 use super::region::{ApplySettings, TransactionShape};
-use super::state::Policy;
+use super::state::{MaxPrune, Policy};
 
 /// The units of a duration, as messages list them.
 const DURATION_UNITS: &str = "ms, s, min, h or d";
@@ -165,6 +165,23 @@ pub(super) fn check_policy(
     if let Some(b) = &raw.allow_destroy {
         policy.allow_destroy = *b.get_ref();
     }
+    if let Some(b) = &raw.allow_rollback {
+        policy.allow_rollback = *b.get_ref();
+    }
+    if let Some(v) = &raw.max_prune {
+        match parse_max_prune(v.get_ref()) {
+            Some(m) => policy.max_prune = m,
+            None => diags.error(
+                src,
+                v.span(),
+                "policy.max_prune",
+                format!(
+                    "invalid max_prune {}: use a whole number of tenants (such as 5) or a percentage from 0% to 100% (such as \"10%\")",
+                    v.get_ref()
+                ),
+            ),
+        }
+    }
     if let Some(v) = &raw.destroy_after {
         match parse_duration_or_zero(v.get_ref()) {
             Some(d) => policy.destroy_after = d,
@@ -180,6 +197,25 @@ pub(super) fn check_policy(
         }
     }
     policy
+}
+
+/// `[policy] max_prune`: a whole number of tenants (`5`, also as `"5"`) or a percentage from
+/// 0 to 100 (`"10%"`).
+fn parse_max_prune(v: &toml::Value) -> Option<MaxPrune> {
+    match v {
+        toml::Value::Integer(n) => u32::try_from(*n).ok().map(MaxPrune::Count),
+        toml::Value::String(s) => match s.strip_suffix('%') {
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+                p.parse().ok().filter(|p| *p <= 100).map(MaxPrune::Percent)
+            }
+            Some(_) => None,
+            None if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+                s.parse().ok().map(MaxPrune::Count)
+            }
+            None => None,
+        },
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -217,12 +253,35 @@ mod tests {
     }
 
     #[test]
+    fn max_prune_is_a_count_or_a_percentage() {
+        use toml::Value;
+        let check =
+            |v: Value, expect: Option<MaxPrune>| assert_eq!(parse_max_prune(&v), expect, "{v}");
+        check(Value::Integer(5), Some(MaxPrune::Count(5)));
+        check(Value::Integer(0), Some(MaxPrune::Count(0)));
+        check(Value::String("7".into()), Some(MaxPrune::Count(7)));
+        check(Value::String("10%".into()), Some(MaxPrune::Percent(10)));
+        check(Value::String("100%".into()), Some(MaxPrune::Percent(100)));
+        for bad in ["101%", "%", "-1%", "ten", "", "1.5%", "5 %"] {
+            check(Value::String(bad.into()), None);
+        }
+        check(Value::Integer(-1), None);
+        check(Value::Boolean(true), None);
+        // A percentage rounds down but allows at least one tenant.
+        assert_eq!(MaxPrune::Percent(10).limit(60), 6);
+        assert_eq!(MaxPrune::Percent(10).limit(5), 1);
+        assert_eq!(MaxPrune::Count(0).limit(60), 0);
+    }
+
+    #[test]
     fn defaults_of_the_new_settings() {
         assert_eq!(
             Policy::default().destroy_after,
             Duration::from_secs(30 * 86_400)
         );
         assert!(!Policy::default().allow_destroy);
+        assert!(!Policy::default().allow_rollback);
+        assert_eq!(Policy::default().max_prune, MaxPrune::Percent(10));
         assert_eq!(ApplySettings::default().retries, 3);
     }
 }

@@ -73,6 +73,44 @@ pub struct Policy {
     /// How long a deleted tenant's archived schema is kept before it may be dropped (only
     /// matters with `allow_destroy`). Zero means no retention.
     pub destroy_after: Duration,
+    /// Whether a set's target (or a tenant's pin) below the live version may be reached by
+    /// running undo files.
+    pub allow_rollback: bool,
+    /// How many tenants one plan may archive or destroy, in total and in one region, before
+    /// it is refused as a whole (unless apply runs with `--allow-mass-prune`).
+    pub max_prune: MaxPrune,
+}
+
+/// `[policy] max_prune`: a number of tenants, or a percentage of the managed ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxPrune {
+    Count(u32),
+    Percent(u32),
+}
+
+impl MaxPrune {
+    /// The default, `"10%"`.
+    pub const DEFAULT: MaxPrune = MaxPrune::Percent(10);
+
+    /// The most tenants that may be pruned out of `managed`: a percentage rounds down, but
+    /// a positive one never below one tenant (pruning the one tenant of a small region is not
+    /// a mass prune).
+    pub fn limit(self, managed: usize) -> usize {
+        match self {
+            MaxPrune::Count(n) => n as usize,
+            MaxPrune::Percent(0) => 0,
+            MaxPrune::Percent(p) => (managed * p as usize / 100).max(1),
+        }
+    }
+}
+
+impl std::fmt::Display for MaxPrune {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaxPrune::Count(n) => write!(f, "{n}"),
+            MaxPrune::Percent(p) => write!(f, "{p}%"),
+        }
+    }
 }
 
 impl Policy {
@@ -85,6 +123,8 @@ impl Default for Policy {
         Policy {
             allow_destroy: false,
             destroy_after: Policy::DEFAULT_DESTROY_AFTER,
+            allow_rollback: false,
+            max_prune: MaxPrune::DEFAULT,
         }
     }
 }

@@ -116,6 +116,8 @@ async fn read_region(
                 to_regclass('neo_reconcile.schema_history') IS NOT NULL AS has_history,
                 to_regclass('neo_reconcile.tenants') IS NOT NULL AS has_tenants,
                 to_regclass('neo_reconcile.lock_holder') IS NOT NULL AS has_runs,
+                EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('neo_reconcile.schema_history')
+                        AND attname = 'reverted_by' AND NOT attisdropped) AS has_undo,
                 EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('neo_reconcile.tenants')
                         AND attname = 'archived_at' AND NOT attisdropped) AS has_archived_at,
                 ARRAY(SELECT e.extname::text || ' ' || n.nspname::text FROM pg_extension e
@@ -172,7 +174,8 @@ async fn read_region(
             bk.version = v.unwrap_or(0) as u32;
         }
         if catalog.try_get::<bool, _>("has_history")? {
-            bk.history = read_history(&mut tx).await?;
+            let has_undo = catalog.try_get::<bool, _>("has_undo")?;
+            bk.history = read_history(&mut tx, has_undo).await?;
         }
         if catalog.try_get::<bool, _>("has_tenants")? {
             let has_archived_at = catalog.try_get::<bool, _>("has_archived_at")?;
@@ -213,13 +216,25 @@ async fn read_dead_run(conn: &mut PgConnection) -> Result<Option<DeadRun>, Obser
     Ok((holder.is_some() || orphans).then_some(DeadRun { runs, holder }))
 }
 
-async fn read_history(conn: &mut PgConnection) -> Result<Vec<HistoryRow>, ObserveError> {
-    let rows = sqlx::query(
+/// Reads the migrations history as it stands: the applications of migrations, without those
+/// an undo file reversed and without the undo rows themselves (`has_undo`: bookkeeping version
+/// 5 or later, which records rollbacks).
+async fn read_history(
+    conn: &mut PgConnection,
+    has_undo: bool,
+) -> Result<Vec<HistoryRow>, ObserveError> {
+    let rows = sqlx::query(if has_undo {
         "SELECT target_schema, schema_set, version, description, checksum,
                 to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS applied_at,
                 applied_by, success
-         FROM neo_reconcile.schema_history ORDER BY target_schema, schema_set, version, id",
-    )
+         FROM neo_reconcile.schema_history WHERE direction = 'apply' AND reverted_by IS NULL
+         ORDER BY target_schema, schema_set, version, id"
+    } else {
+        "SELECT target_schema, schema_set, version, description, checksum,
+                to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS applied_at,
+                applied_by, success
+         FROM neo_reconcile.schema_history ORDER BY target_schema, schema_set, version, id"
+    })
     .fetch_all(conn)
     .await?;
     rows.iter()

@@ -15,9 +15,11 @@
 //! Markdown. This file ties them together: [`plan`] plans every selected region, then the
 //! registry update.
 
+mod guards;
 mod region;
 mod registry;
 pub mod render;
+mod rollback;
 mod sets;
 mod tenant;
 mod types;
@@ -95,7 +97,10 @@ pub fn plan(desired: &Desired, observed: &Observed, options: &PlanOptions) -> Pl
         }
     }
 
-    let summary = summarize(&regions);
+    guards::mass_prune(desired, observed, options, &mut regions);
+    guards::orphaned_regions(desired, observed, options, &mut regions);
+    let mut summary = summarize(&regions);
+    rollback::rollback_prominence(desired, &regions, &mut summary);
     Plan {
         format_version: 1,
         desired: DesiredRef {
@@ -208,6 +213,7 @@ fn summarize(regions: &[RegionPlan]) -> Summary {
                 Action::Bootstrap { .. } => &mut s.bootstrap,
                 Action::CreateExtension { .. } => &mut s.create_extension,
                 Action::Migrate { .. } => &mut s.migrate,
+                Action::Rollback { .. } => &mut s.rollback,
                 Action::CreateTenant { .. } => &mut s.create_tenant,
                 Action::SuspendTenant { .. } => &mut s.suspend_tenant,
                 Action::ResumeTenant { .. } => &mut s.resume_tenant,
@@ -222,5 +228,7 @@ fn summarize(regions: &[RegionPlan]) -> Summary {
     s
 }
 
+#[cfg(test)]
+mod rollback_tests;
 #[cfg(test)]
 mod tests;

@@ -83,29 +83,7 @@ fn region_text(out: &mut String, region: &RegionPlan, desired: &Desired, options
         .map(|r| sql::programs(&region.actions, desired, r));
     for (i, action) in region.actions.iter().enumerate() {
         let _ = writeln!(out, "  {}", action_line(action));
-        match action {
-            Action::Migrate { versions, .. } => {
-                for v in versions {
-                    let note = if v.no_transaction {
-                        " [no transaction]"
-                    } else {
-                        ""
-                    };
-                    let _ = writeln!(out, "      V{} {}{note}", v.version, v.description);
-                }
-            }
-            Action::UpdateRegistry {
-                upsert,
-                delete,
-                before,
-                ..
-            } => {
-                for line in registry_diff(before, upsert, delete).lines() {
-                    let _ = writeln!(out, "      {line}");
-                }
-            }
-            _ => {}
-        }
+        action_details(out, action);
         if let Some(program) = programs.as_ref().map(|p| &p[i]) {
             let lines = match program {
                 Ok(program) => program.render(),
@@ -142,6 +120,47 @@ fn region_text(out: &mut String, region: &RegionPlan, desired: &Desired, options
     }
 }
 
+/// The lines under an action: the migrations or undo files it runs, the registry diff.
+fn action_details(out: &mut String, action: &Action) {
+    match action {
+        Action::Migrate { versions, .. } => {
+            for v in versions {
+                let note = if v.no_transaction {
+                    " [no transaction]"
+                } else {
+                    ""
+                };
+                let _ = writeln!(out, "      V{} {}{note}", v.version, v.description);
+            }
+        }
+        Action::Rollback { versions, .. } => {
+            for v in versions {
+                let note = if v.no_transaction {
+                    " [no transaction]"
+                } else {
+                    ""
+                };
+                let _ = writeln!(
+                    out,
+                    "      U{} {}{note} (undoes V{})",
+                    v.version, v.description, v.version
+                );
+            }
+        }
+        Action::UpdateRegistry {
+            upsert,
+            delete,
+            before,
+            ..
+        } => {
+            for line in registry_diff(before, upsert, delete).lines() {
+                let _ = writeln!(out, "      {line}");
+            }
+        }
+        _ => {}
+    }
+}
+
 /// One line for an action, with its marker.
 pub fn action_line(action: &Action) -> String {
     match action {
@@ -156,6 +175,10 @@ pub fn action_line(action: &Action) -> String {
         Action::Migrate { tenant, schema_set, schema, from, to, .. } => match tenant {
             Some(t) => format!("~ migrate tenant {t}: {schema_set} {from} -> {to} in schema {schema}"),
             None => format!("~ migrate {schema_set}: {from} -> {to} in schema {schema}"),
+        },
+        Action::Rollback { tenant, schema_set, schema, from, to, .. } => match tenant {
+            Some(t) => format!("- rollback tenant {t}: {schema_set} {from} -> {to} in schema {schema}"),
+            None => format!("- rollback {schema_set}: {from} -> {to} in schema {schema}"),
         },
         Action::CreateTenant { tenant, schema, owner_role, rw_role } => {
             format!("+ create_tenant {tenant} (schema {schema}, roles {owner_role}, {rw_role})")
@@ -313,8 +336,19 @@ pub fn summary_line(s: &Summary) -> String {
     } else {
         String::new()
     };
-    let mut line = format!(
-        "Plan: {} to bootstrap{extensions}{dead}, {} to create, {} to migrate, {} to suspend, {} to resume, {} to archive{restore}, {} to destroy, {} registry update{}; {} blocked",
+    let mut line = String::new();
+    if let Some(warning) = rollback_warning(s) {
+        line.push_str(&warning);
+        line.push(' ');
+    }
+    let rollback = if s.rollback > 0 {
+        format!(", {} to roll back", s.rollback)
+    } else {
+        String::new()
+    };
+    let _ = write!(
+        line,
+        "Plan: {} to bootstrap{extensions}{dead}, {} to create, {} to migrate{rollback}, {} to suspend, {} to resume, {} to archive{restore}, {} to destroy, {} registry update{}; {} blocked",
         s.bootstrap,
         s.create_tenant,
         s.migrate,
@@ -338,6 +372,19 @@ pub fn summary_line(s: &Summary) -> String {
     line
 }
 
+/// The warning a prominent rollback puts before the summary line: one across more than one
+/// version, or of every tenant of a set.
+pub fn rollback_warning(s: &Summary) -> Option<String> {
+    let mut what = Vec::new();
+    if s.rollback_all_tenants {
+        what.push("of every tenant".to_string());
+    }
+    if s.rollback_max_versions > 1 {
+        what.push(format!("across {} versions", s.rollback_max_versions));
+    }
+    (!what.is_empty()).then(|| format!("ROLLBACK {}!", what.join(" and ")))
+}
+
 /// The plan as stable JSON (`format_version: 1`).
 pub fn json(plan: &Plan) -> String {
     serde_json::to_string_pretty(plan).expect("a plan always serializes")
@@ -358,18 +405,29 @@ pub fn markdown(plan: &Plan, desired: &Desired) -> String {
             .map(|c| format!(", commit `{}`", &c[..c.len().min(12)]))
             .unwrap_or_default()
     );
-    let _ = writeln!(out, "| region | reachable | bootstrap | create | migrate | suspend | resume | archive | destroy | registry | blocked |");
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
+    if let Some(warning) = rollback_warning(s) {
+        let _ = writeln!(
+            out,
+            "> [!WARNING]\n> **{warning}** This plan runs undo files: {} rollback(s), up to {} version(s) back. Review the undo files and the data they drop before approving.\n",
+            s.rollback, s.rollback_max_versions
+        );
+    }
+    let _ = writeln!(out, "| region | reachable | bootstrap | create | migrate | rollback | suspend | resume | archive | destroy | registry | blocked |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &plan.regions {
         let count = |k: &str| r.actions.iter().filter(|a| a.kind() == k).count();
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.name,
             if r.reachable { "yes" } else { "**no**" },
             count("bootstrap"),
             count("create_tenant"),
             count("migrate"),
+            match count("rollback") {
+                0 => "0".to_string(),
+                n => format!("**{n}**"),
+            },
             count("suspend_tenant"),
             count("resume_tenant"),
             count("archive_tenant"),

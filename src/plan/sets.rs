@@ -1,7 +1,7 @@
 //! Schema sets: the region-scope sets of a region and the tenant-scope sets of a tenant,
-//! each target checked against its migration history (gaps, changed checksums, downgrades,
-//! blocked dependencies) before its migration is planned. Also the history indexes the rest
-//! of the planner reads versions from.
+//! each target checked against its migration history (gaps, changed checksums, blocked
+//! dependencies) before its migration, or its rollback (see `rollback.rs`), is planned. Also
+//! the history indexes the rest of the planner reads versions from.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -48,6 +48,9 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
                 blocked_sets.insert(set.name.clone());
                 continue;
             }
+            if self.region_rollback_waits(set, rows) {
+                continue;
+            }
             if !self.plan_set(
                 None,
                 set,
@@ -72,6 +75,7 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
     ) -> BTreeMap<String, u32> {
         let mut blocked = region_blocked.clone();
         let mut versions = BTreeMap::new();
+        let start = self.out.actions.len();
         for set in self
             .desired
             .schema_sets
@@ -92,6 +96,7 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
                 }
             }
         }
+        self.order_rollbacks(start);
         versions.retain(|_, v| *v > 0);
         versions
     }
@@ -123,22 +128,13 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
         let mut ok = self.check_history(tenant, set, schema, rows);
         let live = rows.last().map_or(0, |r| r.version);
         if live > target {
-            ok = false;
-            let unknown = if live > set.latest() {
-                format!(" (the repository has only up to V{})", set.latest())
-            } else {
-                String::new()
-            };
-            self.block(
-                BlockReason::Downgrade,
-                tenant,
-                Some(&set.name),
-                Some(schema),
-                format!("{} in {schema} is at version {live}{unknown}, above the target {target}: neo-reconcile never downgrades; raise the target or write a forward migration", set.name),
-            );
+            ok &= self.check_rollback(tenant, set, schema, live, target);
         }
         if !ok {
             return false;
+        }
+        if live > target {
+            self.push_rollback(tenant, set, schema, live, target);
         }
         if live < target {
             self.out.actions.push(Action::Migrate {

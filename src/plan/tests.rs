@@ -9,8 +9,8 @@ use expect_test::{expect, Expect};
 use super::render::{self, TextOptions};
 use super::*;
 use crate::desired::{
-    ApplySettings, ControlPlane, CredentialSource, Credentials, Endpoint, Migration, Policy,
-    Region, SchemaSet, Scope, SslMode, Tenant,
+    ApplySettings, ControlPlane, CredentialSource, Credentials, Endpoint, MaxPrune, Migration,
+    Policy, Region, SchemaSet, Scope, SslMode, Tenant,
 };
 use crate::observed::{Bookkeeping, DeadRun, HistoryRow, RegistryRow, TenantRow};
 
@@ -20,7 +20,7 @@ const NOW: i64 = 1_795_435_200;
 /// 2026-10-01T00:00:00Z, when the archived tenants of these cases were archived.
 const ARCHIVED_AT: i64 = 1_790_812_800;
 
-fn migration(set: &str, version: u32, description: &str) -> Migration {
+pub(super) fn migration(set: &str, version: u32, description: &str) -> Migration {
     Migration {
         version,
         description: description.to_string(),
@@ -50,13 +50,14 @@ fn region(name: &str, port: u16) -> Region {
 
 /// Two regions (`us`, the control plane, and `eu`), a region-scope set `common` (2
 /// migrations) and a tenant-scope set `app` (4 migrations, target 3) depending on it.
-fn desired(tenants: &[(&str, &str, TenantStatus)]) -> Desired {
+pub(super) fn desired(tenants: &[(&str, &str, TenantStatus)]) -> Desired {
     let mut app = SchemaSet {
         name: "app".into(),
         scope: Scope::Tenant,
         target: 3,
         depends_on: vec!["common".into()],
         migrations: Vec::new(),
+        undo: BTreeMap::new(),
     };
     app.migrations = ["init", "index", "view", "column"]
         .iter()
@@ -72,6 +73,7 @@ fn desired(tenants: &[(&str, &str, TenantStatus)]) -> Desired {
             migration("common", 1, "plans"),
             migration("common", 2, "flags"),
         ],
+        undo: BTreeMap::new(),
     };
     Desired {
         root: "/repo".into(),
@@ -106,7 +108,7 @@ fn desired(tenants: &[(&str, &str, TenantStatus)]) -> Desired {
     }
 }
 
-fn options() -> PlanOptions {
+pub(super) fn options() -> PlanOptions {
     PlanOptions {
         bookkeeping_latest: 1,
         registry_latest: 1,
@@ -125,7 +127,7 @@ fn fresh() -> RegionState {
 }
 
 /// A region database bootstrapped and with `common` at its target.
-fn managed(d: &Desired, region: &str) -> RegionState {
+pub(super) fn managed(d: &Desired, region: &str) -> RegionState {
     let mut s = fresh();
     s.schemas.insert("neo_reconcile".into());
     s.bookkeeping = Some(Bookkeeping {
@@ -144,7 +146,7 @@ fn managed(d: &Desired, region: &str) -> RegionState {
 }
 
 /// Records versions 1..=to of a set as applied to a schema (and creates the schema).
-fn applied(s: &mut RegionState, d: &Desired, set: &str, schema: &str, to: u32) {
+pub(super) fn applied(s: &mut RegionState, d: &Desired, set: &str, schema: &str, to: u32) {
     s.schemas.insert(schema.to_string());
     let set = d.schema_set(set).unwrap();
     let bk = s.bookkeeping.as_mut().unwrap();
@@ -163,7 +165,13 @@ fn applied(s: &mut RegionState, d: &Desired, set: &str, schema: &str, to: u32) {
 }
 
 /// Adds a managed tenant at a version of `app`, with its registry row in line.
-fn with_tenant(s: &mut RegionState, d: &Desired, slug: &str, status: TenantStatus, app: u32) {
+pub(super) fn with_tenant(
+    s: &mut RegionState,
+    d: &Desired,
+    slug: &str,
+    status: TenantStatus,
+    app: u32,
+) {
     let schema = match status {
         TenantStatus::Archived => format!("archived_{slug}_20261001"),
         _ => format!("tenant_{slug}"),
@@ -191,7 +199,7 @@ fn with_tenant(s: &mut RegionState, d: &Desired, slug: &str, status: TenantStatu
 
 /// Puts a registry row for every managed tenant, as an earlier apply left it: the tenant's
 /// live status, schema and versions.
-fn registry_in_line(observed: &mut Observed, d: &Desired) {
+pub(super) fn registry_in_line(observed: &mut Observed, d: &Desired) {
     let mut rows = BTreeMap::new();
     for (name, obs) in &observed.regions {
         let RegionObservation::Reachable(RegionState {
@@ -235,7 +243,7 @@ fn registry_in_line(observed: &mut Observed, d: &Desired) {
     }
 }
 
-fn observed(regions: Vec<(&str, RegionState)>) -> Observed {
+pub(super) fn observed(regions: Vec<(&str, RegionState)>) -> Observed {
     Observed {
         regions: regions
             .into_iter()
@@ -244,7 +252,7 @@ fn observed(regions: Vec<(&str, RegionState)>) -> Observed {
     }
 }
 
-fn check(d: &Desired, o: &Observed, opts: &PlanOptions, expect: Expect) {
+pub(super) fn check(d: &Desired, o: &Observed, opts: &PlanOptions, expect: Expect) {
     let plan = plan(d, o, opts);
     // The JSON form must round-trip: apply --plan reads it back.
     let back: Plan = serde_json::from_str(&render::json(&plan)).unwrap();
@@ -339,7 +347,7 @@ fn converged_state_plans_no_changes() {
 }
 
 /// One region (`us`) with `common` done and the given tenants; registry in line.
-fn us_only(d: &Desired, tenants: &[(&str, TenantStatus, u32)]) -> Observed {
+pub(super) fn us_only(d: &Desired, tenants: &[(&str, TenantStatus, u32)]) -> Observed {
     let mut us = managed(d, "us");
     for (slug, status, v) in tenants {
         with_tenant(&mut us, d, slug, *status, *v);
@@ -351,14 +359,14 @@ fn us_only(d: &Desired, tenants: &[(&str, TenantStatus, u32)]) -> Observed {
     o
 }
 
-fn us_state(o: &mut Observed) -> &mut RegionState {
+pub(super) fn us_state(o: &mut Observed) -> &mut RegionState {
     match o.regions.get_mut("us") {
         Some(RegionObservation::Reachable(s)) => s,
         _ => unreachable!(),
     }
 }
 
-fn only_us() -> PlanOptions {
+pub(super) fn only_us() -> PlanOptions {
     PlanOptions {
         regions: ["us".to_string()].into_iter().collect(),
         ..options()
@@ -494,7 +502,7 @@ fn checksum_mismatch_blocks_that_tenant_only() {
 }
 
 #[test]
-fn live_version_above_target_is_never_downgraded() {
+fn live_version_above_target_without_allow_rollback_or_undo_file_is_blocked() {
     let d = desired(&[("acme", "us", Active)]);
     let o = us_only(&d, &[("acme", Active, 4)]);
     check(
@@ -502,13 +510,14 @@ fn live_version_above_target_is_never_downgraded() {
         &o,
         &only_us(),
         expect![[r#"
-        neo-reconcile plan: desired state d1e2s3i4r5e6
+            neo-reconcile plan: desired state d1e2s3i4r5e6
 
-        Region us (db_us at 127.0.0.1:5432): 0 changes, 1 blocked
-          ! blocked tenant acme, app: app in tenant_acme is at version 4, above the target 3: neo-reconcile never downgrades; raise the target or write a forward migration
+            Region us (db_us at 127.0.0.1:5432): 0 changes, 2 blocked
+              ! blocked tenant acme, app: app in tenant_acme is at version 4, above the target 3: going back runs the undo files U4, and [policy] allow_rollback is not true in neo.toml; allow it, or raise the target (or write a forward migration)
+              ! blocked tenant acme, app: app in tenant_acme cannot go back from 4 to 3: schemas/app/U4__column.sql missing (an undo file undoes the migration of the same version); write it, or raise the target
 
-        Plan: 0 to bootstrap, 0 to create, 0 to migrate, 0 to suspend, 0 to resume, 0 to archive, 0 to destroy, 0 registry updates; 1 blocked.
-    "#]],
+            Plan: 0 to bootstrap, 0 to create, 0 to migrate, 0 to suspend, 0 to resume, 0 to archive, 0 to destroy, 0 registry updates; 2 blocked.
+        "#]],
     );
 }
 
@@ -526,19 +535,19 @@ fn history_beyond_the_repository_is_a_downgrade() {
         &o,
         &only_us(),
         expect![[r#"
-        neo-reconcile plan: desired state d1e2s3i4r5e6
+            neo-reconcile plan: desired state d1e2s3i4r5e6
 
-        Region us (db_us at 127.0.0.1:5432): 1 change, 1 blocked
-          ~ update_registry admin.database_connections in database neo_admin (1 upserted, 0 deleted)
-              --- admin.database_connections (live)
-              +++ admin.database_connections (planned)
-              @@ -1 +1 @@
-              -acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=4
-              +acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=5
-          ! blocked tenant acme, app: app in tenant_acme is at version 5 (the repository has only up to V4), above the target 3: neo-reconcile never downgrades; raise the target or write a forward migration
+            Region us (db_us at 127.0.0.1:5432): 1 change, 1 blocked
+              ~ update_registry admin.database_connections in database neo_admin (1 upserted, 0 deleted)
+                  --- admin.database_connections (live)
+                  +++ admin.database_connections (planned)
+                  @@ -1 +1 @@
+                  -acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=4
+                  +acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=5
+              ! blocked tenant acme, app: app in tenant_acme is at version 5 (the repository has only up to V4), above the target 3: versions the repository does not have cannot be undone; restore their migrations (and undo files) or raise the target
 
-        Plan: 0 to bootstrap, 0 to create, 0 to migrate, 0 to suspend, 0 to resume, 0 to archive, 0 to destroy, 1 registry update; 1 blocked.
-    "#]],
+            Plan: 0 to bootstrap, 0 to create, 0 to migrate, 0 to suspend, 0 to resume, 0 to archive, 0 to destroy, 1 registry update; 1 blocked.
+        "#]],
     );
 }
 
@@ -753,6 +762,8 @@ fn deleting_cuts_access_at_once_and_keeps_the_data_without_allow_destroy() {
 fn destroy_waits_for_destroy_after_since_the_archive() {
     let mut d = desired(&[("acme", "us", Deleted), ("old", "us", Deleted)]);
     d.policy.allow_destroy = true;
+    // Both tenants of the region go: allowed here, the guard has cases of its own.
+    d.policy.max_prune = MaxPrune::Count(2);
     let o = us_only(&d, &[("acme", Active, 3), ("old", Archived, 3)]);
     check(
         &d,

@@ -28,6 +28,9 @@ pub struct PlanOptions {
     pub registry_latest: u32,
     /// The desired state's git commit, when it comes from a git repository.
     pub commit: Option<String>,
+    /// `apply --allow-mass-prune`: a plan archiving or destroying more tenants than
+    /// `[policy] max_prune` allows is not blocked.
+    pub allow_mass_prune: bool,
 }
 
 /// A plan: the actions and findings of every region.
@@ -137,6 +140,18 @@ pub enum Action {
         to: u32,
         versions: Vec<MigrationStep>,
     },
+    /// Take a set in one schema back from `from` to `to` (`to < from`): the undo files of
+    /// versions `from, from - 1, ..., to + 1`, in that order (`versions` lists them so), each
+    /// in a transaction of its own with its history row.
+    Rollback {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tenant: Option<String>,
+        schema_set: String,
+        schema: String,
+        from: u32,
+        to: u32,
+        versions: Vec<MigrationStep>,
+    },
     CreateTenant {
         tenant: String,
         schema: String,
@@ -198,6 +213,7 @@ impl Action {
             Action::Bootstrap { .. } => "bootstrap",
             Action::CreateExtension { .. } => "create_extension",
             Action::Migrate { .. } => "migrate",
+            Action::Rollback { .. } => "rollback",
             Action::CreateTenant { .. } => "create_tenant",
             Action::SuspendTenant { .. } => "suspend_tenant",
             Action::ResumeTenant { .. } => "resume_tenant",
@@ -212,7 +228,7 @@ impl Action {
     /// The tenant an action concerns, if any.
     pub fn tenant(&self) -> Option<&str> {
         match self {
-            Action::Migrate { tenant, .. } => tenant.as_deref(),
+            Action::Migrate { tenant, .. } | Action::Rollback { tenant, .. } => tenant.as_deref(),
             Action::CreateTenant { tenant, .. }
             | Action::SuspendTenant { tenant, .. }
             | Action::ResumeTenant { tenant, .. }
@@ -227,7 +243,8 @@ impl Action {
     }
 }
 
-/// One migration of a [`Action::Migrate`].
+/// One migration of a [`Action::Migrate`], or one undo file of an [`Action::Rollback`] (its
+/// `file` and `checksum` are then the undo file's).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MigrationStep {
     pub version: u32,
@@ -255,8 +272,20 @@ pub struct Blocked {
 pub enum BlockReason {
     /// An applied migration's checksum differs from its file.
     ChecksumMismatch,
-    /// The live version is above the desired target.
+    /// The live version is above the desired target and the repository no longer has the
+    /// migrations (nor undo files) of the versions above it.
     Downgrade,
+    /// A rollback (the live version above the target) while `[policy] allow_rollback` is not
+    /// true.
+    RollbackNotAllowed,
+    /// A rollback across a version that has no undo file.
+    UndoMissing,
+    /// A region-scope set would be rolled back while a tenant-scope set that depends on it is
+    /// still above its target in some tenant: the tenants go back first.
+    RollbackOrder,
+    /// The plan archives or destroys more tenants than `[policy] max_prune` allows, in total
+    /// or in one region: nothing is applied unless apply runs with `--allow-mass-prune`.
+    MassPrune,
     /// History has a hole (a version recorded without the ones before it).
     HistoryGap,
     /// A managed schema or role is missing, dropped out of band.
@@ -288,6 +317,14 @@ pub struct Summary {
     pub changes: usize,
     pub bootstrap: usize,
     pub migrate: usize,
+    /// Rollbacks (undo files run), and how prominent they are: the most versions one rollback
+    /// goes back, and whether every tenant of a tenant-scope set is rolled back.
+    #[serde(default)]
+    pub rollback: usize,
+    #[serde(default)]
+    pub rollback_max_versions: u32,
+    #[serde(default)]
+    pub rollback_all_tenants: bool,
     pub create_tenant: usize,
     pub suspend_tenant: usize,
     pub resume_tenant: usize,

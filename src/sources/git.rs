@@ -1,4 +1,5 @@
-//! The git commit of a desired-state tree, when it lives in a git repository.
+//! The git commit of a desired-state tree, when it lives in a git repository, and the region
+//! files its previous commit had (for `validate`'s warning about a removed region).
 
 use std::path::Path;
 
@@ -29,4 +30,52 @@ pub fn head_commit(dir: &Path) -> Option<String> {
     } else {
         commit
     })
+}
+
+/// The region files (`regions/<name>.toml`) the repository's previous state of the tree at
+/// `dir` had and the tree no longer has: first against `HEAD` (a removal not committed yet),
+/// else against `HEAD`'s first parent (the commit under review; on a pull request's merge
+/// commit, the base branch). Each as `(file, commit)`, the commit abbreviated. Empty outside a
+/// repository or when there is nothing to compare with.
+pub fn removed_region_files(dir: &Path) -> Vec<(String, String)> {
+    let Ok(repo) = git2::Repository::discover(dir) else {
+        return Vec::new();
+    };
+    let Some(prefix) = repo
+        .workdir()
+        .and_then(|w| w.canonicalize().ok())
+        .zip(dir.canonicalize().ok())
+        .and_then(|(w, d)| d.strip_prefix(&w).ok().map(Path::to_path_buf))
+    else {
+        return Vec::new();
+    };
+    let Ok(head) = repo.head().and_then(|h| h.peel_to_commit()) else {
+        return Vec::new();
+    };
+    let removed_since = |commit: &git2::Commit| -> Vec<(String, String)> {
+        let Ok(tree) = commit.tree() else {
+            return Vec::new();
+        };
+        let Ok(entry) = tree.get_path(&prefix.join("regions")) else {
+            return Vec::new();
+        };
+        let Ok(regions) = entry.to_object(&repo).and_then(|o| o.peel_to_tree()) else {
+            return Vec::new();
+        };
+        let short = commit.id().to_string()[..12].to_string();
+        regions
+            .iter()
+            .filter_map(|e| e.name().map(str::to_string))
+            .filter(|name| name.ends_with(".toml"))
+            .filter(|name| !dir.join("regions").join(name).exists())
+            .map(|name| (format!("regions/{name}"), short.clone()))
+            .collect()
+    };
+    let removed = removed_since(&head);
+    if !removed.is_empty() {
+        return removed;
+    }
+    head.parent(0)
+        .map(|parent| removed_since(&parent))
+        .unwrap_or_default()
 }

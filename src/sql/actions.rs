@@ -32,6 +32,9 @@ pub struct MigrationRun {
     /// It adds an enum value, so its transaction commits right after it (a later migration
     /// may use the value only then): no piece is joined after it.
     pub ends_transaction: bool,
+    /// An undo file (a rollback): it runs in a transaction of its own, never joined with the
+    /// pieces around it, so that a failed undo leaves the target at the last good version.
+    pub undo: bool,
     pub steps: Vec<Step>,
     /// Runs after a failed step (after `ROLLBACK` when the migration ran in a transaction):
     /// resets the session where needed and records the failed attempt.
@@ -118,6 +121,7 @@ pub fn program(
             vec![Step::Begin, Step::Exec(Statement::fixed(ddl)), Step::Commit]
         }
         Action::Migrate { .. } => return migrate_program(action, desired, region),
+        Action::Rollback { .. } => return super::undo::rollback_program(action, desired, region),
         Action::UpdateRegistry { upsert, delete, .. } => registry_update(upsert, delete),
         // Done by apply's own bookkeeping under the region lock, which every apply runs.
         Action::CloseDeadRun { .. } => vec![Step::Note(
@@ -186,13 +190,17 @@ pub fn join_transactions(programs: &mut [&mut Program]) {
     // Each piece, and whether it must commit before the next piece starts.
     let mut pieces: Vec<&mut Vec<Step>> = Vec::new();
     let mut commits: Vec<bool> = Vec::new();
+    // Pieces that keep a transaction of their own (undo files).
+    let mut alone: Vec<bool> = Vec::new();
     for p in programs.iter_mut() {
         if !p.setup.is_empty() {
             pieces.push(&mut p.setup);
             commits.push(false);
+            alone.push(false);
         }
         for m in &mut p.migrations {
             commits.push(m.ends_transaction);
+            alone.push(m.undo);
             pieces.push(&mut m.steps);
         }
     }
@@ -203,7 +211,7 @@ pub fn join_transactions(programs: &mut [&mut Program]) {
         })
         .collect();
     for i in 1..pieces.len() {
-        if wrapped[i - 1] && wrapped[i] && !commits[i - 1] {
+        if wrapped[i - 1] && wrapped[i] && !commits[i - 1] && !alone[i - 1] && !alone[i] {
             pieces[i - 1].pop();
             pieces[i].remove(0);
             chain_into_previous(&mut pieces[..=i]);
@@ -302,6 +310,7 @@ fn migrate_program(
                 m,
                 step,
                 &region.apply,
+                false,
             ))
         })
         .collect::<Result<_, ProgramError>>()?;
@@ -400,6 +409,7 @@ fn lifecycle(action: &Action) -> Vec<Step> {
         | Action::CreateExtension { .. }
         | Action::Migrate { .. }
         | Action::CloseDeadRun { .. }
+        | Action::Rollback { .. }
         | Action::UpdateRegistry { .. } => unreachable!("not a lifecycle action"),
     }
 }
@@ -486,9 +496,9 @@ fn create_region_set_schema(schema: &str) -> Vec<Step> {
 
 /// A migration's search path: its target schema, then the extension schema when
 /// `[extensions]` lists any.
-struct SearchPath<'a> {
-    schema: &'a str,
-    extensions: Option<&'a str>,
+pub(super) struct SearchPath<'a> {
+    pub(super) schema: &'a str,
+    pub(super) extensions: Option<&'a str>,
 }
 
 impl SearchPath<'_> {
@@ -561,8 +571,16 @@ enum Attempt {
     Failed,
 }
 
-/// The history row of a migration attempt.
-fn history_insert(schema: &str, set: &str, m: &Migration, attempt: Attempt) -> Statement {
+/// The history row of a migration attempt. `undo`: of an undo file (`m` is the undo file), a
+/// row with `direction = 'undo'` that, when it succeeded, also marks the row of the
+/// application it reverses (`reverted_by`), in the same statement.
+fn history_insert(
+    schema: &str,
+    set: &str,
+    m: &Migration,
+    attempt: Attempt,
+    undo: bool,
+) -> Statement {
     let (elapsed, success, error) = match attempt {
         Attempt::InTransaction => (
             "(extract(epoch FROM clock_timestamp() - current_setting('neo_reconcile.started')::timestamptz) * 1000)::bigint",
@@ -595,11 +613,21 @@ fn history_insert(schema: &str, set: &str, m: &Migration, attempt: Attempt) -> S
             Value::Run(RunValue::StatementsCompleted),
         ]),
     }
+    let insert = format!(
+        "INSERT INTO neo_reconcile.schema_history \
+         (target_schema, schema_set, version, description, checksum, applied_by, git_commit, execution_ms, success, run_id, error, statements_completed, direction) \
+         VALUES ($1, $2, $3::int, $4, $5, session_user || '@' || $6, $7, {elapsed}, {success}, $8, {error}, {completed}::int, '{}')",
+        if undo { "undo" } else { "apply" }
+    );
+    if !undo {
+        return Statement::with(insert, params);
+    }
     Statement::with(
         format!(
-            "INSERT INTO neo_reconcile.schema_history \
-             (target_schema, schema_set, version, description, checksum, applied_by, git_commit, execution_ms, success, run_id, error, statements_completed) \
-             VALUES ($1, $2, $3::int, $4, $5, session_user || '@' || $6, $7, {elapsed}, {success}, $8, {error}, {completed}::int)"
+            "WITH undo AS ({insert} RETURNING id, success) \
+             UPDATE neo_reconcile.schema_history h SET reverted_by = undo.id FROM undo \
+             WHERE undo.success AND h.target_schema = $1 AND h.schema_set = $2 AND h.version = $3::int \
+             AND h.success AND h.direction = 'apply' AND h.reverted_by IS NULL"
         ),
         params,
     )
@@ -607,16 +635,18 @@ fn history_insert(schema: &str, set: &str, m: &Migration, attempt: Attempt) -> S
 
 /// One migration's steps: in a transaction with its history row, or, for a
 /// `-- neo:no-transaction` migration, its statements one by one and then its history row.
-fn migration_run(
+/// `undo`: `m` is an undo file, run in a transaction of its own and recorded as an undo.
+pub(super) fn migration_run(
     path: &SearchPath,
     owner: &str,
     set: &str,
     m: &Migration,
     step: &MigrationStep,
     settings: &ApplySettings,
+    undo: bool,
 ) -> MigrationRun {
     let schema = path.schema;
-    let failed = Step::Exec(history_insert(schema, set, m, Attempt::Failed));
+    let failed = Step::Exec(history_insert(schema, set, m, Attempt::Failed, undo));
     let (steps, on_failure) = if step.no_transaction {
         let statements = m.statements.clone();
         let n = statements.len();
@@ -631,7 +661,13 @@ fn migration_run(
                 }),
         );
         steps.push(Step::Exec(reset_session()));
-        steps.push(Step::Exec(history_insert(schema, set, m, Attempt::Alone)));
+        steps.push(Step::Exec(history_insert(
+            schema,
+            set,
+            m,
+            Attempt::Alone,
+            undo,
+        )));
         (steps, vec![Step::Exec(reset_session()), failed])
     } else {
         let steps = vec![
@@ -642,7 +678,7 @@ fn migration_run(
                 file: m.file.clone(),
                 sql: format!("{}\n;\n{TRANSACTION_GUARD}", m.sql),
             },
-            Step::Exec(history_insert(schema, set, m, Attempt::InTransaction)),
+            Step::Exec(history_insert(schema, set, m, Attempt::InTransaction, undo)),
             Step::Commit,
         ];
         (steps, vec![failed])
@@ -654,7 +690,8 @@ fn migration_run(
         schema: schema.to_string(),
         set: set.to_string(),
         checksum: m.checksum.clone(),
-        ends_transaction: m.adds_enum_value,
+        ends_transaction: m.adds_enum_value || undo,
+        undo,
         steps,
         on_failure,
     }

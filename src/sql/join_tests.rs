@@ -6,7 +6,7 @@ use super::statement::{Statement, Step};
 
 /// A program from a compact description: `L` a lifecycle action (its setup in a
 /// transaction), then per migration `T` (transactional), `E` (transactional, adds an enum
-/// value) or `N` (`-- neo:no-transaction`).
+/// value), `U` (an undo file: a transaction of its own) or `N` (`-- neo:no-transaction`).
 fn program(spec: &str) -> Program {
     let mut setup = Vec::new();
     let mut migrations = Vec::new();
@@ -20,14 +20,15 @@ fn program(spec: &str) -> Program {
         };
         match c {
             'L' => setup = wrapped("L"),
-            'T' | 'E' | 'N' => migrations.push(MigrationRun {
+            'T' | 'E' | 'U' | 'N' => migrations.push(MigrationRun {
                 version: i as u32,
                 file: format!("V{i}"),
                 no_transaction: c == 'N',
                 schema: "s".into(),
                 set: "t".into(),
                 checksum: String::new(),
-                ends_transaction: c == 'E',
+                ends_transaction: c == 'E' || c == 'U',
+                undo: c == 'U',
                 steps: if c != 'N' {
                     wrapped(&format!("V{i}"))
                 } else {
@@ -91,6 +92,11 @@ fn join_transactions_cases() {
     check(&["L", "TETT"], "[L V0 V1] [V2 V3]");
     check(&["E", "T"], "[V0] [V0]");
     check(&["TE"], "[V0 V1]");
+    // An undo file keeps a transaction of its own, so that a failed undo leaves the target at
+    // the last good version.
+    check(&["UU"], "[V0] [V1]");
+    check(&["L", "UU", "T"], "[L] [V0] [V1] [V0]");
+    check(&["T", "U"], "[V0] [V0]");
     // Nothing to join.
     check(&[], "");
     check(&[""], "");
@@ -111,6 +117,7 @@ fn a_history_row_and_the_next_migrations_settings_are_one_statement() {
         set: "t".into(),
         checksum: String::new(),
         ends_transaction: false,
+        undo: false,
         steps: vec![
             Step::Begin,
             Step::Exec(Statement::with(

@@ -19,6 +19,7 @@ mod actions;
 mod join_tests;
 mod split;
 mod statement;
+mod undo;
 
 pub use actions::{
     bootstrap_schema, create_database, create_tenant, join_setup, join_transactions, program,

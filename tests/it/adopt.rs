@@ -69,6 +69,8 @@ pub fn migrate_by_hand(
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
+        // The migrations only: undo files (`U<n>__`) are not part of a forward migration.
+        .filter(|f| f.starts_with('V'))
         .collect();
     files.sort_by_key(|f| f[1..f.find("__").unwrap()].parse::<u32>().unwrap());
     for (i, file) in files.iter().take(version as usize).enumerate() {

@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
+use crate::support::catalog::{catalog, render};
 use crate::world::World;
 
 /// One corpus set and what its database needs.
@@ -40,8 +41,8 @@ struct Case {
     created_beforehand: &'static [&'static str],
     /// Extensions the region declares, for neo-reconcile to create (issue 16 part 3).
     declared: &'static [&'static str],
-    /// The kinds of catalog objects ([`CATALOG`]) the set must leave in the schema, so that
-    /// an apply that did next to nothing cannot pass as "equal".
+    /// The kinds of catalog objects ([`crate::support::catalog::CATALOG`]) the set must leave
+    /// in the schema, so that an apply that did next to nothing cannot pass as "equal".
     populated: &'static [&'static str],
     /// Every file is wrapped in one `BEGIN; ... COMMIT;` pair: `plan --show-sql` must show
     /// the files without it (psql runs them as they are).
@@ -230,8 +231,8 @@ fn check(case: &Case) {
         panic!("psql could not apply the {set} corpus into {reference}:\n{error}");
     }
 
-    let ours = catalog(&w, DB, &tenant);
-    let theirs = catalog(&w, REF_DB, &reference);
+    let ours = catalog(&w.us, DB, &tenant);
+    let theirs = catalog(&w.us, REF_DB, &reference);
     let objects: usize = ours.iter().map(|(_, lines)| lines.len()).sum();
     let empty: Vec<&str> = ours
         .iter()
@@ -420,163 +421,6 @@ fn declare_region_extensions(w: &World, extensions: &[&str]) {
     w.edit("neo.toml", |s| {
         format!("{s}\n[extensions]\nnames = [{}]\n", list.join(", "))
     });
-}
-
-/// One query per kind of catalog object in schema `{schema}`; each returns one text per
-/// object. They run with `search_path = pg_catalog`, so every name in a definition is
-/// schema-qualified, and the schema's name is then replaced by a placeholder.
-const CATALOG: &[(&str, &str)] = &[
-    (
-        "relations",
-        "SELECT c.relname || ' kind=' || c.relkind::text || ' persistence=' || c.relpersistence::text
-                || ' rls=' || c.relrowsecurity || '/' || c.relforcerowsecurity
-                || ' options=' || coalesce(c.reloptions::text, '')
-                || coalesce(' partition of ' || (SELECT i.inhparent::regclass::text FROM pg_inherits i WHERE i.inhrelid = c.oid LIMIT 1)
-                            || ' ' || pg_get_expr(c.relpartbound, c.oid), '')
-                || coalesce(' partitioned by ' || pg_get_partkeydef(c.oid), '')
-                || coalesce(' sequence ' || format_type(s.seqtypid, NULL) || ' start ' || s.seqstart || ' increment ' || s.seqincrement
-                            || ' min ' || s.seqmin || ' max ' || s.seqmax || ' cache ' || s.seqcache || ' cycle ' || s.seqcycle, '')
-                || coalesce(' owned by ' || (SELECT d.refobjid::regclass::text || '.' || a.attname
-                                               FROM pg_depend d JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
-                                              WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-                                                AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') LIMIT 1), '')
-           FROM pg_class c LEFT JOIN pg_sequence s ON s.seqrelid = c.oid
-          WHERE c.relnamespace = '{schema}'::regnamespace AND c.relkind NOT IN ('i', 'I')",
-    ),
-    (
-        "columns",
-        "SELECT c.relname || '.' || a.attname || ' #' || a.attnum || ' ' || format_type(a.atttypid, a.atttypmod)
-                || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
-                || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
-                || CASE WHEN a.attidentity <> '' THEN ' identity ' || a.attidentity::text ELSE '' END
-                || CASE WHEN a.attgenerated <> '' THEN ' generated ' || a.attgenerated::text ELSE '' END
-                || CASE WHEN a.attcollation <> t.typcollation THEN ' collate ' || a.attcollation::regcollation::text ELSE '' END
-                || CASE WHEN a.attstorage <> t.typstorage THEN ' storage ' || a.attstorage::text ELSE '' END
-           FROM pg_attribute a
-           JOIN pg_class c ON c.oid = a.attrelid
-           JOIN pg_type t ON t.oid = a.atttypid
-           LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-          WHERE c.relnamespace = '{schema}'::regnamespace AND c.relkind NOT IN ('i', 'I', 'S')
-            AND a.attnum > 0 AND NOT a.attisdropped",
-    ),
-    (
-        "constraints",
-        "SELECT coalesce(c.relname, 'type ' || t.typname) || ' ' || co.conname || ' ' || co.contype::text || ': '
-                || pg_get_constraintdef(co.oid)
-                || CASE WHEN co.condeferrable THEN ' deferrable' ELSE '' END
-                || CASE WHEN co.condeferred THEN ' deferred' ELSE '' END
-                || CASE WHEN co.convalidated THEN '' ELSE ' not valid' END
-           FROM pg_constraint co
-           LEFT JOIN pg_class c ON c.oid = co.conrelid
-           LEFT JOIN pg_type t ON t.oid = co.contypid
-          WHERE co.connamespace = '{schema}'::regnamespace",
-    ),
-    (
-        "indexes",
-        "SELECT pg_get_indexdef(i.indexrelid)
-                || CASE WHEN i.indisvalid THEN '' ELSE ' INVALID' END
-                || CASE WHEN i.indisclustered THEN ' clustered' ELSE '' END
-                || CASE WHEN i.indisreplident THEN ' replica identity' ELSE '' END
-           FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-          WHERE c.relnamespace = '{schema}'::regnamespace",
-    ),
-    (
-        "views",
-        "SELECT c.relname || ' kind=' || c.relkind::text || ':' || chr(10) || pg_get_viewdef(c.oid)
-           FROM pg_class c
-          WHERE c.relnamespace = '{schema}'::regnamespace AND c.relkind IN ('v', 'm')",
-    ),
-    (
-        "functions",
-        "SELECT CASE WHEN p.prokind IN ('f', 'p', 'w') THEN pg_get_functiondef(p.oid)
-                     ELSE p.prokind::text || ' ' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')' END
-           FROM pg_proc p
-          WHERE p.pronamespace = '{schema}'::regnamespace",
-    ),
-    (
-        "triggers",
-        "SELECT pg_get_triggerdef(t.oid) || ' enabled=' || t.tgenabled::text
-           FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-          WHERE c.relnamespace = '{schema}'::regnamespace AND NOT t.tgisinternal",
-    ),
-    (
-        "types",
-        "SELECT t.typname || ' type=' || t.typtype::text
-                || CASE t.typtype
-                     WHEN 'e' THEN ' (' || (SELECT string_agg(quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder)
-                                              FROM pg_enum e WHERE e.enumtypid = t.oid) || ')'
-                     WHEN 'd' THEN ' over ' || format_type(t.typbasetype, t.typtypmod)
-                                  || CASE WHEN t.typnotnull THEN ' not null' ELSE '' END
-                                  || coalesce(' default ' || t.typdefault, '')
-                     WHEN 'r' THEN ' of ' || (SELECT format_type(r.rngsubtype, NULL) FROM pg_range r WHERE r.rngtypid = t.oid)
-                     ELSE '' END
-           FROM pg_type t
-          WHERE t.typnamespace = '{schema}'::regnamespace",
-    ),
-    (
-        "policies",
-        "SELECT p.tablename || ' ' || p.policyname || ' ' || p.permissive || ' ' || p.cmd
-                || ' to ' || p.roles::text || coalesce(' using ' || p.qual, '') || coalesce(' check ' || p.with_check, '')
-           FROM pg_policies p
-          WHERE p.schemaname = '{schema}'",
-    ),
-    (
-        "comments",
-        "SELECT o.type || ' ' || o.identity || ' = ' || quote_literal(d.description)
-           FROM pg_description d, LATERAL pg_identify_object(d.classoid, d.objoid, d.objsubid) o
-          WHERE d.objoid >= 16384 AND o.schema = '{schema}'",
-    ),
-];
-
-/// Every kind of [`CATALOG`] object in `schema` of database `db`, normalized and sorted.
-fn catalog(w: &World, db: &str, schema: &str) -> Vec<(&'static str, Vec<String>)> {
-    CATALOG
-        .iter()
-        .map(|(kind, query)| {
-            let sql = format!(
-                "SET search_path TO pg_catalog;\nSELECT coalesce(json_agg(x), '[]') FROM ({}) q(x)",
-                query.replace("{schema}", schema)
-            );
-            let out = w.us.psql(db, &sql);
-            let items: Vec<String> = serde_json::from_str(out.trim())
-                .unwrap_or_else(|e| panic!("catalog query {kind}: {e}: {out}"));
-            let mut items: Vec<String> = items.iter().map(|item| normalize(item, schema)).collect();
-            items.sort();
-            (*kind, items)
-        })
-        .collect()
-}
-
-/// `text` with every whole-word occurrence of `schema` replaced by `<schema>`.
-fn normalize(text: &str, schema: &str) -> String {
-    let word =
-        |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
-    let mut out = String::with_capacity(text.len());
-    let mut last = 0;
-    for (at, _) in text.match_indices(schema) {
-        let end = at + schema.len();
-        if at < last || word(text[..at].chars().next_back()) || word(text[end..].chars().next()) {
-            continue;
-        }
-        out.push_str(&text[last..at]);
-        out.push_str("<schema>");
-        last = end;
-    }
-    out.push_str(&text[last..]);
-    out
-}
-
-/// The catalog as text, one block per kind, multi-line definitions indented.
-fn render(catalog: &[(&str, Vec<String>)]) -> String {
-    let mut out = String::new();
-    for (kind, items) in catalog {
-        out += &format!("== {kind} ({})\n", items.len());
-        for item in items {
-            out += &item.replace('\n', "\n    ");
-            out.push('\n');
-        }
-    }
-    out
 }
 
 /// Every object of both region databases that lives outside the system schemas, or outside

@@ -13,6 +13,7 @@ mod plan;
 mod reconcile;
 mod remedies;
 mod robustness;
+mod rollback;
 mod safety;
 mod support;
 mod systemd;

@@ -23,6 +23,7 @@ fn an_apply_reads_each_region_s_credentials_exactly_once() {
         saved: None,
         approve: &approve,
         ctx: RunContext::current("reconcile test".into(), None),
+        allow_mass_prune: false,
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let outcome = runtime.block_on(async {

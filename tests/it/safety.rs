@@ -606,11 +606,25 @@ fn show_sql_equals_the_statements_the_server_received() {
         s.replace("status = \"active\"", "status = \"deleted\"")
     });
     w.edit("neo.toml", |s| {
+        // Two of five tenants go in one plan: more than the default max_prune ("10%").
         s.replace("allow_destroy = false", "allow_destroy = true")
             .replace("destroy_after = \"30d\"", "destroy_after = \"0s\"")
+            .replace("max_prune = \"10%\"", "max_prune = 2")
             .replace("target = 5 ", "target = 6 ")
     });
     let (more, _) = plan_apply_and_compare(&w, "plan2.json");
+    kinds.extend(more);
+
+    // Round 3: a revert to V4, through the undo files U6 (no transaction) and U5, each in a
+    // transaction of its own (acme's pin goes too).
+    w.edit("neo.toml", |s| {
+        s.replace("allow_rollback = false", "allow_rollback = true")
+            .replace("target = 6 ", "target = 4 ")
+    });
+    w.edit("tenants/acme.toml", |s| {
+        s.replace("tenant_template = 6\n", "")
+    });
+    let (more, _) = plan_apply_and_compare(&w, "plan3.json");
     kinds.extend(more);
     assert_eq!(
         kinds,
@@ -621,6 +635,7 @@ fn show_sql_equals_the_statements_the_server_received() {
             "destroy_tenant",
             "migrate",
             "resume_tenant",
+            "rollback",
             "suspend_tenant",
             "update_registry",
         ])

@@ -2985,3 +2985,185 @@ fn apply_transaction_is_per_tenant_or_per_migration() {
         "unknown transaction shape \"per_schema\": use one of per_tenant, per_migration",
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Undo files (`U<n>__<description>.sql`, beside the migration they undo).
+// ---------------------------------------------------------------------------------------------
+
+/// A valid undo file of the example's `tenant_template` V5 (which creates a view).
+const UNDO_V5: &str = "DROP VIEW active_projects;\n";
+
+#[test]
+fn undo_files_for_some_versions_are_valid() {
+    let tree = Tree::example();
+    tree.write(
+        "schemas/tenant_template/U5__create_active_projects_view.sql",
+        UNDO_V5,
+    )
+    .write(
+        "schemas/tenant_template/U6__index_active_projects_concurrently.sql",
+        "-- neo:no-transaction\nDROP INDEX CONCURRENTLY IF EXISTS projects_active_idx;\n",
+    );
+    let r = tree.validate();
+    r.assert_valid();
+    assert_eq!(r.json["warnings"], 2, "{}", r.dump());
+}
+
+#[test]
+fn undo_file_mistakes_are_each_reported_once_with_file_and_field() {
+    let tree = Tree::example();
+    tree.write("schemas/tenant_template/U9__nothing.sql", UNDO_V5)
+        .write(
+            "schemas/tenant_template/U5__create_active_projects_view.sql",
+            UNDO_V5,
+        )
+        .write("schemas/tenant_template/U5__again.sql", UNDO_V5)
+        .write(
+            "schemas/tenant_template/U3__add_constraints.sql",
+            "-- nothing\n",
+        )
+        .write("schemas/tenant_template/U4__wrong_name.sql", UNDO_V5)
+        .write("schemas/tenant_template/U2_no_separator.sql", UNDO_V5)
+        .write(
+            "schemas/platform_common/U2__create_feature_flags.sql",
+            "-- undo V2\nDROP TABLE feature_flags CASCADE;\nDROPP TABLE x;\n",
+        );
+    let r = tree.validate();
+    // Two undo files of version 5 cannot both carry V5's description: the first one listed
+    // (U5__again.sql) is kept and its description reported, the other is the duplicate.
+    r.assert_errors(7);
+    let dir = "schemas/tenant_template";
+    assert_diag(
+        r.error(&format!("{dir}/U5__again.sql"), "U5__again.sql"),
+        &format!("{dir}/U5__again.sql"),
+        1,
+        1,
+        "U5__again.sql",
+        "rename it U5__create_active_projects_view.sql",
+    );
+    assert_diag(
+        r.error(&format!("{dir}/U9__nothing.sql"), "U9__nothing.sql"),
+        &format!("{dir}/U9__nothing.sql"),
+        1,
+        1,
+        "U9__nothing.sql",
+        "U9__nothing.sql undoes version 9, but the set has no migration V9__nothing.sql",
+    );
+    assert_diag(
+        r.error(
+            &format!("{dir}/U5__create_active_projects_view.sql"),
+            "U5__create_active_projects_view.sql",
+        ),
+        &format!("{dir}/U5__create_active_projects_view.sql"),
+        1,
+        1,
+        "U5__create_active_projects_view.sql",
+        "duplicate undo file for version 5: schemas/tenant_template/U5__again.sql undoes it too",
+    );
+    assert_diag(
+        r.error(
+            &format!("{dir}/U3__add_constraints.sql"),
+            "U3__add_constraints.sql",
+        ),
+        &format!("{dir}/U3__add_constraints.sql"),
+        1,
+        1,
+        "U3__add_constraints.sql",
+        "empty undo file",
+    );
+    assert_diag(
+        r.error(&format!("{dir}/U4__wrong_name.sql"), "U4__wrong_name.sql"),
+        &format!("{dir}/U4__wrong_name.sql"),
+        1,
+        1,
+        "U4__wrong_name.sql",
+        "rename it U4__add_project_archived_flag.sql",
+    );
+    assert_diag(
+        r.error(&format!("{dir}/U2_no_separator.sql"), "U2_no_separator.sql"),
+        &format!("{dir}/U2_no_separator.sql"),
+        1,
+        1,
+        "U2_no_separator.sql",
+        "not an undo file name",
+    );
+    // PostgreSQL's parser reads undo files as it reads migrations: the error at its position.
+    assert_diag(
+        r.error(
+            "schemas/platform_common/U2__create_feature_flags.sql",
+            "U2__create_feature_flags.sql",
+        ),
+        "schemas/platform_common/U2__create_feature_flags.sql",
+        3,
+        1,
+        "U2__create_feature_flags.sql",
+        "syntax error at or near \"DROPP\"",
+    );
+}
+
+#[test]
+fn invalid_max_prune_is_reported_at_its_value() {
+    let tree = Tree::example();
+    tree.write(
+        "neo.toml",
+        &format!("{NEO}\n[policy]\nallow_rollback = true\nmax_prune = \"ten\"\n"),
+    );
+    let r = tree.validate();
+    assert_diag(
+        r.only_error(),
+        "neo.toml",
+        17,
+        13,
+        "policy.max_prune",
+        "invalid max_prune \"ten\": use a whole number of tenants",
+    );
+}
+
+/// `validate` reads only the tree, so it sees a removed region through git: a region file the
+/// previous commit had (or `HEAD`, for a removal not committed yet) is a warning, since the
+/// tenants its database may still hold become orphaned.
+#[test]
+fn a_region_file_removed_by_the_commit_under_review_is_a_warning() {
+    let tree = Tree::example();
+    crate::daemon::commit_all(&tree.root, "the example");
+    let r = tree.validate();
+    assert!(
+        r.warnings()
+            .iter()
+            .all(|d| d.file != "regions/eu-west.toml"),
+        "{}",
+        r.dump()
+    );
+    tree.remove("regions/eu-west.toml")
+        .remove("tenants/hooli.toml")
+        .remove("tenants/stark.toml")
+        .remove("tenants/wayne.toml");
+    for step in ["not committed yet", "committed"] {
+        let r = tree.validate();
+        r.assert_valid();
+        assert_diag(
+            r.warning("regions/eu-west.toml", "name"),
+            "regions/eu-west.toml",
+            1,
+            1,
+            "name",
+            "region file removed (commit ",
+        );
+        assert!(
+            r.warning("regions/eu-west.toml", "name")
+                .message
+                .contains("if region eu-west's database still holds tenants, they become orphaned"),
+            "{step}"
+        );
+        crate::daemon::commit_all(&tree.root, "remove eu-west");
+    }
+    // Two commits later the removal is history: no warning any more.
+    let r = tree.validate();
+    assert!(
+        r.warnings()
+            .iter()
+            .all(|d| d.file != "regions/eu-west.toml"),
+        "{}",
+        r.dump()
+    );
+}

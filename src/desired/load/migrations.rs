@@ -1,7 +1,7 @@
 //! The migration files of one schema set (`schemas/<set>/V<version>__<description>.sql`):
 //! their names, versions 1..=N without gaps or duplicates, no empty file, and what
 //! PostgreSQL's parser says about each ([`crate::desired::sql_check`], once per distinct
-//! content).
+//! content). The set's undo files (`U<version>__...`) are checked in `undo.rs`.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -19,6 +19,8 @@ use crate::desired::sql_check;
 /// version any file names (also when some are broken), to check targets and pins against.
 pub(super) struct Migrations {
     pub(super) valid: Option<Vec<Migration>>,
+    /// The undo files by the version they undo (see `undo.rs`), when there is no error.
+    pub(super) undo: BTreeMap<u32, Migration>,
     pub(super) highest: Option<u32>,
 }
 
@@ -44,6 +46,7 @@ impl Cx {
             missing(&mut self.diags);
             return Migrations {
                 valid: None,
+                undo: BTreeMap::new(),
                 highest: None,
             };
         }
@@ -52,16 +55,23 @@ impl Cx {
         // The file that claims each version first, even when it is unusable (empty, not
         // UTF-8): a version it claims is neither missing nor free for another file.
         let mut claimed: BTreeMap<u32, String> = BTreeMap::new();
+        let mut undo = BTreeMap::new();
         for (name, is_dir) in self.list(&dir) {
+            if !is_dir && name.starts_with('U') {
+                ok &= self.check_undo_file(&dir, &name, &mut undo);
+                continue;
+            }
             ok &= self.check_migration_file(&dir, &name, is_dir, &mut claimed, &mut by_version);
         }
         ok &= self.report_gaps(&claimed);
+        ok &= self.check_undo_pairs(&undo, &by_version, &claimed);
         if claimed.is_empty() && ok {
             ok = false;
             missing(&mut self.diags);
         }
         Migrations {
             valid: ok.then(|| by_version.into_values().collect()),
+            undo: if ok { undo } else { BTreeMap::new() },
             highest: claimed.last_key_value().map(|(&v, _)| v),
         }
     }
@@ -110,12 +120,41 @@ impl Cx {
         } else {
             claimed.insert(version, display);
         }
-        let Some(src) = self.read(&relative) else {
+        if let Some(m) = self.read_sql_file(&relative, name, version, description, "migration") {
+            // A duplicate version keeps the first file's migration (the duplicate is reported).
+            by_version.entry(version).or_insert(m);
+        } else {
             return false;
-        };
+        }
+        ok
+    }
+
+    /// Reads one SQL file of a set (a migration or an undo file, `what` says which in
+    /// messages): not empty, its checksum, `-- neo:no-transaction`, and what PostgreSQL's
+    /// parser says about it (reported at their position). `None` when it is unusable.
+    pub(super) fn read_sql_file(
+        &mut self,
+        relative: &Path,
+        name: &str,
+        version: u32,
+        description: &str,
+        what: &str,
+    ) -> Option<Migration> {
+        let src = self.read(relative)?;
         if is_effectively_empty(&src.text) {
-            self.diags.file_error(&relative, name, "empty migration: a migration must contain SQL; remove the file if it is not needed");
-            return false;
+            self.diags.file_error(
+                relative,
+                name,
+                format!(
+                    "empty {what}: {} must contain SQL; remove the file if it is not needed",
+                    if what == "migration" {
+                        "a migration"
+                    } else {
+                        "an undo file"
+                    }
+                ),
+            );
+            return None;
         }
         let checksum = hex(&Sha256::digest(src.text.as_bytes()));
         let no_transaction = src
@@ -138,8 +177,7 @@ impl Cx {
                 f.message.clone(),
             );
         }
-        // A duplicate version keeps the first file's migration (the duplicate is reported).
-        by_version.entry(version).or_insert_with(|| Migration {
+        Some(Migration {
             version,
             description: description.to_string(),
             file: src.display.clone(),
@@ -148,8 +186,7 @@ impl Cx {
             checksum,
             no_transaction,
             adds_enum_value: checked.adds_enum_value,
-        });
-        ok
+        })
     }
 
     /// Reports each gap in the claimed versions at the first file after it. `false` when
@@ -179,7 +216,13 @@ impl Cx {
 
 /// `V<version>__<description>.sql` → `(version, description)`.
 fn parse_migration_name(name: &str) -> Option<(u32, &str)> {
-    let rest = name.strip_prefix('V')?.strip_suffix(".sql")?;
+    parse_versioned_name('V', name)
+}
+
+/// `<prefix><version>__<description>.sql` → `(version, description)`: migrations (`V`) and
+/// undo files (`U`) are named alike.
+pub(super) fn parse_versioned_name(prefix: char, name: &str) -> Option<(u32, &str)> {
+    let rest = name.strip_prefix(prefix)?.strip_suffix(".sql")?;
     let (version, description) = rest.split_once("__")?;
     if version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit()) {
         return None;

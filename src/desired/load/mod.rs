@@ -31,6 +31,7 @@ mod schema_sets;
 mod secrets;
 mod tenants;
 mod tree;
+mod undo;
 
 pub(crate) use parse::{parse_toml_with, Required};
 

@@ -147,6 +147,7 @@ impl Cx {
             target,
         };
         set_ok &= self.check_depends_on(src, &field, name, scope, raw, declared);
+        let undo = migrations.undo;
         let set = match (scope, migrations.valid, target, set_ok) {
             (Some(scope), Some(migrations), Some(target), true) => Some(SchemaSet {
                 name: name.clone(),
@@ -154,6 +155,7 @@ impl Cx {
                 target,
                 depends_on: raw.depends_on.iter().map(|d| d.get_ref().clone()).collect(),
                 migrations,
+                undo,
             }),
             _ => None,
         };

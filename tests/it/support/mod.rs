@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod bao;
+pub mod catalog;
 pub mod logins;
 pub mod pg;
 pub mod proxy;

@@ -1,0 +1,68 @@
+//! The program of a rollback: each undo file of an [`Action::Rollback`], newest version
+//! first, run as a migration is (the target schema first on the search path, the owner role,
+//! the region's timeouts; `-- neo:no-transaction` files statement by statement), but each in a
+//! transaction of its own with its history row (`direction = 'undo'`, which also marks the
+//! reversed application as reverted), never joined with other pieces.
+
+use super::actions::{migration_run, region_set_owner, Program, ProgramError, SearchPath};
+use crate::desired::{identifiers, Desired, Region};
+use crate::plan::Action;
+
+/// The program of a `rollback` action.
+pub(super) fn rollback_program(
+    action: &Action,
+    desired: &Desired,
+    region: &Region,
+) -> Result<Program, ProgramError> {
+    let Action::Rollback {
+        tenant,
+        schema_set,
+        schema,
+        versions,
+        ..
+    } = action
+    else {
+        unreachable!("called for rollback actions only");
+    };
+    let set = desired.schema_set(schema_set).ok_or_else(|| {
+        ProgramError(format!(
+            "schema set {schema_set} is not in the desired state"
+        ))
+    })?;
+    let owner = match tenant {
+        Some(t) => desired
+            .tenants
+            .get(t)
+            .map_or_else(|| identifiers::tenant_owner_role(t), |t| t.owner_role()),
+        None => region_set_owner(schema_set),
+    };
+    let search_path = SearchPath {
+        schema,
+        extensions: (!desired.extensions.names.is_empty())
+            .then_some(desired.extensions.schema.as_str()),
+    };
+    let migrations = versions
+        .iter()
+        .map(|step| {
+            let u = set
+                .undo(step.version)
+                .filter(|u| u.checksum == step.checksum)
+                .ok_or_else(|| {
+                    ProgramError(format!("{} changed since the plan was made", step.file))
+                })?;
+            Ok(migration_run(
+                &search_path,
+                &owner,
+                schema_set,
+                u,
+                step,
+                &region.apply,
+                true,
+            ))
+        })
+        .collect::<Result<_, ProgramError>>()?;
+    Ok(Program {
+        setup: Vec::new(),
+        migrations,
+    })
+}
