@@ -3,7 +3,7 @@
 
 use super::statement::{ident, RunValue, Statement, Step, Value};
 use crate::desired::{
-    identifiers, ApplySettings, Desired, Migration, Region, Scope, TransactionShape,
+    identifiers, ApplySettings, Desired, Migration, Region, SchemaSet, Scope, TransactionShape,
 };
 use crate::observed::RegistryRow;
 use crate::plan::{Action, MigrationStep};
@@ -256,23 +256,14 @@ pub fn join_setup(program: &mut Program) {
     }
 }
 
-/// A `migrate` action: the region-scope set's schema when it is new, then each migration.
-fn migrate_program(
-    action: &Action,
-    desired: &Desired,
-    region: &Region,
-) -> Result<Program, ProgramError> {
-    let Action::Migrate {
-        tenant,
-        schema_set,
-        schema,
-        from,
-        versions,
-        ..
-    } = action
-    else {
-        unreachable!("called for migrate actions only");
-    };
+/// What the migrations (or undo files) of a set run with in a schema: the set, the owner role
+/// they run as, and the search path.
+pub(super) fn target<'a>(
+    desired: &'a Desired,
+    tenant: Option<&str>,
+    schema_set: &str,
+    schema: &'a str,
+) -> Result<(&'a SchemaSet, String, SearchPath<'a>), ProgramError> {
     let set = desired.schema_set(schema_set).ok_or_else(|| {
         ProgramError(format!(
             "schema set {schema_set} is not in the desired state"
@@ -290,6 +281,27 @@ fn migrate_program(
         extensions: (!desired.extensions.names.is_empty())
             .then_some(desired.extensions.schema.as_str()),
     };
+    Ok((set, owner, search_path))
+}
+
+/// A `migrate` action: the region-scope set's schema when it is new, then each migration.
+fn migrate_program(
+    action: &Action,
+    desired: &Desired,
+    region: &Region,
+) -> Result<Program, ProgramError> {
+    let Action::Migrate {
+        tenant,
+        schema_set,
+        schema,
+        from,
+        versions,
+        ..
+    } = action
+    else {
+        unreachable!("called for migrate actions only");
+    };
+    let (set, owner, search_path) = target(desired, tenant.as_deref(), schema_set, schema)?;
     let mut setup = Vec::new();
     if tenant.is_none() && *from == 0 && set.scope == Scope::Region {
         setup = create_region_set_schema(schema);

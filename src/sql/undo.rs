@@ -4,8 +4,8 @@
 //! transaction of its own with its history row (`direction = 'undo'`, which also marks the
 //! reversed application as reverted), never joined with other pieces.
 
-use super::actions::{migration_run, region_set_owner, Program, ProgramError, SearchPath};
-use crate::desired::{identifiers, Desired, Region};
+use super::actions::{migration_run, target, Program, ProgramError};
+use crate::desired::{Desired, Region};
 use crate::plan::Action;
 
 /// The program of a `rollback` action.
@@ -24,23 +24,7 @@ pub(super) fn rollback_program(
     else {
         unreachable!("called for rollback actions only");
     };
-    let set = desired.schema_set(schema_set).ok_or_else(|| {
-        ProgramError(format!(
-            "schema set {schema_set} is not in the desired state"
-        ))
-    })?;
-    let owner = match tenant {
-        Some(t) => desired
-            .tenants
-            .get(t)
-            .map_or_else(|| identifiers::tenant_owner_role(t), |t| t.owner_role()),
-        None => region_set_owner(schema_set),
-    };
-    let search_path = SearchPath {
-        schema,
-        extensions: (!desired.extensions.names.is_empty())
-            .then_some(desired.extensions.schema.as_str()),
-    };
+    let (set, owner, search_path) = target(desired, tenant.as_deref(), schema_set, schema)?;
     let migrations = versions
         .iter()
         .map(|step| {
