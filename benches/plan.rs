@@ -150,6 +150,14 @@ fn main() {
     // PostgreSQL's default durability unless NEO_BENCH_DURABILITY=off.
     let durable = std::env::var("NEO_BENCH_DURABILITY").map_or(true, |v| v != "off");
     let clusters = PgCluster::start_many_with(REGIONS.len(), durable);
+    println!(
+        "durability: {}",
+        if durable {
+            "PostgreSQL's default (fsync, synchronous_commit, full_page_writes on)"
+        } else {
+            "off (NEO_BENCH_DURABILITY=off: fsync, synchronous_commit, full_page_writes off)"
+        }
+    );
     // Like tests/it/world.rs: a least-privilege login role owning the region database.
     for ((cluster, (_, db, _, _)), (_, password)) in clusters.iter().zip(REGIONS).zip(&logins) {
         cluster.psql(
@@ -214,10 +222,10 @@ fn main() {
     }
     let setup_time = setup_started.elapsed();
     let converged = plan_json(&tree, work.path());
-    assert_eq!(
-        converged["summary"],
-        converged_summary(),
-        "after the setup, the plan at the live version still has changes or findings"
+    assert!(
+        is_converged(&converged["summary"]),
+        "after the setup, the plan at the live version still has changes or findings: {}",
+        converged["summary"]
     );
 
     // The measured state: every tenant one migrate action behind.
@@ -237,6 +245,11 @@ fn main() {
         cluster.psql("postgres", "CHECKPOINT");
     }
 
+    let statements = count_statements(&tree, work.path(), &clusters);
+    if std::env::var("NEO_BENCH_HOLD").is_ok_and(|v| v == "1") {
+        hold(&tree, work.path(), &logins);
+    }
+
     let mut table = Table::default();
     in_process(&tree, &config, &mut table);
     end_to_end(&tree, work.path(), &clusters, &config, &mut table);
@@ -250,6 +263,12 @@ fn main() {
         config.to
     );
     print!("{}", table.render());
+    for ((name, _, _, _), n) in REGIONS.iter().zip(&statements) {
+        println!(
+            "statements one `plan --format text` sent to region {name} (server log, log_statement = all){}: {n}",
+            if *name == REGIONS[0].0 { ", control-plane database included" } else { "" }
+        );
+    }
     println!(
         "setup (not part of the table): {:.1?}; whole bench: {:.1?}",
         setup_time,
@@ -723,13 +742,80 @@ fn setup_tenants_with_sql(tree: &Path, clusters: &[PgCluster], config: &Config) 
     clusters[0].psql(CONTROL_PLANE_DB, &registry);
 }
 
-/// The summary of a plan with nothing to do.
-fn converged_summary() -> serde_json::Value {
-    serde_json::json!({
-        "changes": 0, "bootstrap": 0, "migrate": 0, "create_tenant": 0, "suspend_tenant": 0,
-        "resume_tenant": 0, "archive_tenant": 0, "destroy_tenant": 0, "restore_tenant": 0,
-        "create_extension": 0, "update_registry": 0, "blocked": 0, "unreachable": 0
-    })
+/// `NEO_BENCH_HOLD=1`: keeps the clusters and the tree while a profiler runs the binary by
+/// hand. Writes the logins to `<work>/env` (readable by the owner only) and waits until
+/// `<work>/go` exists.
+fn hold(tree: &Path, work: &Path, logins: &[(&str, String)]) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut env = String::new();
+    for (prefix, password) in logins {
+        let _ = writeln!(
+            env,
+            "export {prefix}_USER={LOGIN} {prefix}_PASSWORD={password}"
+        );
+    }
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(work.join("env"))
+        .expect("a new env file");
+    std::io::Write::write_all(&mut file, env.as_bytes()).expect("writing the env file");
+    println!(
+        "holding: tree {}, logins in {}; `touch {}` to go on",
+        tree.display(),
+        work.join("env").display(),
+        work.join("go").display()
+    );
+    while !work.join("go").exists() {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// How many statements one `plan --format text` sends to each region's server, counted in
+/// the server log with `log_statement = all` set for the login role during that one run
+/// (`BEGIN`, `SET TRANSACTION` and `COMMIT` included; the control-plane database counts with
+/// its region).
+fn count_statements(tree: &Path, work: &Path, clusters: &[PgCluster]) -> Vec<usize> {
+    let offsets: Vec<u64> = clusters
+        .iter()
+        .map(|c| {
+            c.psql(
+                "postgres",
+                &format!("ALTER ROLE {LOGIN} SET log_statement = 'all'"),
+            );
+            fs::metadata(c.log_path()).map_or(0, |m| m.len())
+        })
+        .collect();
+    let out = neo(
+        &["plan", path_str(tree), "--format", "text"],
+        work,
+        "count-statements",
+    );
+    assert_eq!(out.code, 0, "plan failed; see {}", out.stderr.display());
+    clusters
+        .iter()
+        .zip(offsets)
+        .map(|(c, offset)| {
+            c.psql(
+                "postgres",
+                &format!("ALTER ROLE {LOGIN} RESET log_statement"),
+            );
+            let log = fs::read(c.log_path()).expect("the server log");
+            String::from_utf8_lossy(&log[offset as usize..])
+                .lines()
+                .filter(|l| l.contains("LOG:  statement: ") || l.contains("LOG:  execute "))
+                .count()
+        })
+        .collect()
+}
+
+/// Whether a plan's summary shows nothing to do: every count in it is 0 (whatever counts a
+/// newer plan format adds).
+fn is_converged(summary: &serde_json::Value) -> bool {
+    summary
+        .as_object()
+        .is_some_and(|counts| !counts.is_empty() && counts.values().all(|n| n == 0))
 }
 
 /// Writes neo.toml with the given `tenant_template` target.
