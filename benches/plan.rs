@@ -532,9 +532,14 @@ fn end_to_end(
 /// The queries the observer runs in one region (and in the control-plane database for the
 /// first region), verbatim, in the same read-only transactions.
 fn baseline_script(control_plane: bool) -> String {
-    let mut s = String::from(
+    // The observer binds the control-plane database's name (an empty string in the other
+    // regions) and the region lock's key; the script states them as literals.
+    let control_plane_db = if control_plane { CONTROL_PLANE_DB } else { "" };
+    let lock_key = sql::REGION_LOCK_KEY;
+    let mut s = format!(
         "BEGIN;\nSET TRANSACTION READ ONLY;\n\
          SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYYMMDD') AS today,
+                extract(epoch FROM now())::bigint AS now,
                 ARRAY(SELECT nspname::text FROM pg_namespace
                       WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema') AS schemas,
                 ARRAY(SELECT rolname::text FROM pg_roles
@@ -542,13 +547,32 @@ fn baseline_script(control_plane: bool) -> String {
                 to_regclass('neo_reconcile._sqlx_migrations') IS NOT NULL AS has_migrations,
                 to_regclass('neo_reconcile.schema_history') IS NOT NULL AS has_history,
                 to_regclass('neo_reconcile.tenants') IS NOT NULL AS has_tenants,
-                EXISTS (SELECT FROM pg_database WHERE datname = 'neo_admin') AS cp_exists;\n\
+                to_regclass('neo_reconcile.lock_holder') IS NOT NULL AS has_runs,
+                EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('neo_reconcile.tenants')
+                        AND attname = 'archived_at' AND NOT attisdropped) AS has_archived_at,
+                ARRAY(SELECT e.extname::text || ' ' || n.nspname::text FROM pg_extension e
+                      JOIN pg_namespace n ON n.oid = e.extnamespace) AS extensions,
+                ARRAY(SELECT name::text FROM pg_available_extensions) AS available_extensions,
+                ARRAY(SELECT DISTINCT name::text FROM pg_available_extension_versions
+                      WHERE (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+                         OR (trusted AND has_database_privilege(current_database(), 'CREATE')))
+                      AS creatable_extensions,
+                EXISTS (SELECT FROM pg_database WHERE datname = '{control_plane_db}') AS cp_exists;\n\
          SELECT max(version) FROM neo_reconcile._sqlx_migrations WHERE success;\n\
          SELECT target_schema, schema_set, version, description, checksum,
                 to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS applied_at,
                 applied_by, success
          FROM neo_reconcile.schema_history ORDER BY target_schema, schema_set, version, id;\n\
-         SELECT slug, status, schema_name, owner_role, rw_role FROM neo_reconcile.tenants;\n\
+         SELECT slug, status, schema_name, owner_role, rw_role,
+                extract(epoch FROM archived_at)::bigint AS archived_at
+         FROM neo_reconcile.tenants;\n\
+         SELECT (SELECT format('pid %s on host %s', h.pid, h.host) FROM neo_reconcile.lock_holder h
+                 WHERE NOT EXISTS (SELECT FROM pg_stat_activity a WHERE a.pid = h.backend_pid)) AS dead_holder,
+                EXISTS (SELECT FROM neo_reconcile.lock_holder) AS any_holder,
+                EXISTS (SELECT FROM pg_locks l
+                        WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                          AND l.classid = (({lock_key} >> 32) & 4294967295)::oid AND l.objid = ({lock_key} & 4294967295)::oid) AS locked,
+                ARRAY(SELECT id FROM neo_reconcile.runs WHERE outcome = 'running' ORDER BY id) AS running;\n\
          COMMIT;\n",
     );
     if control_plane {
