@@ -22,6 +22,11 @@
 //!   one per region and both at once as the observer observes its regions, reading the same
 //!   rows with the same queries as the observer.
 //!
+//! It also counts the statements one `plan --format text` sends to each region's server (in the
+//! server log, with `log_statement = all` for the login role during that run). The clusters run
+//! at PostgreSQL's default durability unless `NEO_BENCH_DURABILITY=off`; `NEO_BENCH_HOLD=1`
+//! keeps them and the tree after the setup for a profiler (see [`hold`]).
+//!
 //! Nothing is asserted about speed: the bench prints a table with medians, the baseline and
 //! the ratio. It fails only when the setup does not produce the expected plan.
 //!
