@@ -22,6 +22,11 @@
 //!   one per region and both at once as the observer observes its regions, reading the same
 //!   rows with the same queries as the observer.
 //!
+//! It also counts the statements one `plan --format text` sends to each region's server (in the
+//! server log, with `log_statement = all` for the login role during that run). The clusters run
+//! at PostgreSQL's default durability unless `NEO_BENCH_DURABILITY=off`; `NEO_BENCH_HOLD=1`
+//! keeps them and the tree after the setup for a profiler (see [`hold`]).
+//!
 //! Nothing is asserted about speed: the bench prints a table with medians, the baseline and
 //! the ratio. It fails only when the setup does not produce the expected plan.
 //!
@@ -150,6 +155,14 @@ fn main() {
     // PostgreSQL's default durability unless NEO_BENCH_DURABILITY=off.
     let durable = std::env::var("NEO_BENCH_DURABILITY").map_or(true, |v| v != "off");
     let clusters = PgCluster::start_many_with(REGIONS.len(), durable);
+    println!(
+        "durability: {}",
+        if durable {
+            "PostgreSQL's default (fsync, synchronous_commit, full_page_writes on)"
+        } else {
+            "off (NEO_BENCH_DURABILITY=off: fsync, synchronous_commit, full_page_writes off)"
+        }
+    );
     // Like tests/it/world.rs: a least-privilege login role owning the region database.
     for ((cluster, (_, db, _, _)), (_, password)) in clusters.iter().zip(REGIONS).zip(&logins) {
         cluster.psql(
@@ -214,10 +227,10 @@ fn main() {
     }
     let setup_time = setup_started.elapsed();
     let converged = plan_json(&tree, work.path());
-    assert_eq!(
-        converged["summary"],
-        converged_summary(),
-        "after the setup, the plan at the live version still has changes or findings"
+    assert!(
+        is_converged(&converged["summary"]),
+        "after the setup, the plan at the live version still has changes or findings: {}",
+        converged["summary"]
     );
 
     // The measured state: every tenant one migrate action behind.
@@ -237,6 +250,11 @@ fn main() {
         cluster.psql("postgres", "CHECKPOINT");
     }
 
+    let statements = count_statements(&tree, work.path(), &clusters);
+    if std::env::var("NEO_BENCH_HOLD").is_ok_and(|v| v == "1") {
+        hold(&tree, work.path(), &logins);
+    }
+
     let mut table = Table::default();
     in_process(&tree, &config, &mut table);
     end_to_end(&tree, work.path(), &clusters, &config, &mut table);
@@ -250,6 +268,12 @@ fn main() {
         config.to
     );
     print!("{}", table.render());
+    for ((name, _, _, _), n) in REGIONS.iter().zip(&statements) {
+        println!(
+            "statements one `plan --format text` sent to region {name} (server log, log_statement = all){}: {n}",
+            if *name == REGIONS[0].0 { ", control-plane database included" } else { "" }
+        );
+    }
     println!(
         "setup (not part of the table): {:.1?}; whole bench: {:.1?}",
         setup_time,
@@ -513,9 +537,14 @@ fn end_to_end(
 /// The queries the observer runs in one region (and in the control-plane database for the
 /// first region), verbatim, in the same read-only transactions.
 fn baseline_script(control_plane: bool) -> String {
-    let mut s = String::from(
+    // The observer binds the control-plane database's name (an empty string in the other
+    // regions) and the region lock's key; the script states them as literals.
+    let control_plane_db = if control_plane { CONTROL_PLANE_DB } else { "" };
+    let lock_key = sql::REGION_LOCK_KEY;
+    let mut s = format!(
         "BEGIN;\nSET TRANSACTION READ ONLY;\n\
          SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYYMMDD') AS today,
+                extract(epoch FROM now())::bigint AS now,
                 ARRAY(SELECT nspname::text FROM pg_namespace
                       WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema') AS schemas,
                 ARRAY(SELECT rolname::text FROM pg_roles
@@ -523,13 +552,32 @@ fn baseline_script(control_plane: bool) -> String {
                 to_regclass('neo_reconcile._sqlx_migrations') IS NOT NULL AS has_migrations,
                 to_regclass('neo_reconcile.schema_history') IS NOT NULL AS has_history,
                 to_regclass('neo_reconcile.tenants') IS NOT NULL AS has_tenants,
-                EXISTS (SELECT FROM pg_database WHERE datname = 'neo_admin') AS cp_exists;\n\
+                to_regclass('neo_reconcile.lock_holder') IS NOT NULL AS has_runs,
+                EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('neo_reconcile.tenants')
+                        AND attname = 'archived_at' AND NOT attisdropped) AS has_archived_at,
+                ARRAY(SELECT e.extname::text || ' ' || n.nspname::text FROM pg_extension e
+                      JOIN pg_namespace n ON n.oid = e.extnamespace) AS extensions,
+                ARRAY(SELECT name::text FROM pg_available_extensions) AS available_extensions,
+                ARRAY(SELECT DISTINCT name::text FROM pg_available_extension_versions
+                      WHERE (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+                         OR (trusted AND has_database_privilege(current_database(), 'CREATE')))
+                      AS creatable_extensions,
+                EXISTS (SELECT FROM pg_database WHERE datname = '{control_plane_db}') AS cp_exists;\n\
          SELECT max(version) FROM neo_reconcile._sqlx_migrations WHERE success;\n\
          SELECT target_schema, schema_set, version, description, checksum,
                 to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS applied_at,
                 applied_by, success
          FROM neo_reconcile.schema_history ORDER BY target_schema, schema_set, version, id;\n\
-         SELECT slug, status, schema_name, owner_role, rw_role FROM neo_reconcile.tenants;\n\
+         SELECT slug, status, schema_name, owner_role, rw_role,
+                extract(epoch FROM archived_at)::bigint AS archived_at
+         FROM neo_reconcile.tenants;\n\
+         SELECT (SELECT format('pid %s on host %s', h.pid, h.host) FROM neo_reconcile.lock_holder h
+                 WHERE NOT EXISTS (SELECT FROM pg_stat_activity a WHERE a.pid = h.backend_pid)) AS dead_holder,
+                EXISTS (SELECT FROM neo_reconcile.lock_holder) AS any_holder,
+                EXISTS (SELECT FROM pg_locks l
+                        WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                          AND l.classid = (({lock_key} >> 32) & 4294967295)::oid AND l.objid = ({lock_key} & 4294967295)::oid) AS locked,
+                ARRAY(SELECT id FROM neo_reconcile.runs WHERE outcome = 'running' ORDER BY id) AS running;\n\
          COMMIT;\n",
     );
     if control_plane {
@@ -723,13 +771,80 @@ fn setup_tenants_with_sql(tree: &Path, clusters: &[PgCluster], config: &Config) 
     clusters[0].psql(CONTROL_PLANE_DB, &registry);
 }
 
-/// The summary of a plan with nothing to do.
-fn converged_summary() -> serde_json::Value {
-    serde_json::json!({
-        "changes": 0, "bootstrap": 0, "migrate": 0, "create_tenant": 0, "suspend_tenant": 0,
-        "resume_tenant": 0, "archive_tenant": 0, "destroy_tenant": 0, "restore_tenant": 0,
-        "create_extension": 0, "update_registry": 0, "blocked": 0, "unreachable": 0
-    })
+/// `NEO_BENCH_HOLD=1`: keeps the clusters and the tree while a profiler runs the binary by
+/// hand. Writes the logins to `<work>/env` (readable by the owner only) and waits until
+/// `<work>/go` exists.
+fn hold(tree: &Path, work: &Path, logins: &[(&str, String)]) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut env = String::new();
+    for (prefix, password) in logins {
+        let _ = writeln!(
+            env,
+            "export {prefix}_USER={LOGIN} {prefix}_PASSWORD={password}"
+        );
+    }
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(work.join("env"))
+        .expect("a new env file");
+    std::io::Write::write_all(&mut file, env.as_bytes()).expect("writing the env file");
+    println!(
+        "holding: tree {}, logins in {}; `touch {}` to go on",
+        tree.display(),
+        work.join("env").display(),
+        work.join("go").display()
+    );
+    while !work.join("go").exists() {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// How many statements one `plan --format text` sends to each region's server, counted in
+/// the server log with `log_statement = all` set for the login role during that one run
+/// (`BEGIN`, `SET TRANSACTION` and `COMMIT` included; the control-plane database counts with
+/// its region).
+fn count_statements(tree: &Path, work: &Path, clusters: &[PgCluster]) -> Vec<usize> {
+    let offsets: Vec<u64> = clusters
+        .iter()
+        .map(|c| {
+            c.psql(
+                "postgres",
+                &format!("ALTER ROLE {LOGIN} SET log_statement = 'all'"),
+            );
+            fs::metadata(c.log_path()).map_or(0, |m| m.len())
+        })
+        .collect();
+    let out = neo(
+        &["plan", path_str(tree), "--format", "text"],
+        work,
+        "count-statements",
+    );
+    assert_eq!(out.code, 0, "plan failed; see {}", out.stderr.display());
+    clusters
+        .iter()
+        .zip(offsets)
+        .map(|(c, offset)| {
+            c.psql(
+                "postgres",
+                &format!("ALTER ROLE {LOGIN} RESET log_statement"),
+            );
+            let log = fs::read(c.log_path()).expect("the server log");
+            String::from_utf8_lossy(&log[offset as usize..])
+                .lines()
+                .filter(|l| l.contains("LOG:  statement: ") || l.contains("LOG:  execute "))
+                .count()
+        })
+        .collect()
+}
+
+/// Whether a plan's summary shows nothing to do: every count in it is 0 (whatever counts a
+/// newer plan format adds).
+fn is_converged(summary: &serde_json::Value) -> bool {
+    summary
+        .as_object()
+        .is_some_and(|counts| !counts.is_empty() && counts.values().all(|n| n == 0))
 }
 
 /// Writes neo.toml with the given `tenant_template` target.

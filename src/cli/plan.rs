@@ -93,7 +93,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
             )
         ),
-        Format::Json => println!("{}", render::json(&plan)),
+        Format::Json => print_json(&plan)?,
         Format::Markdown => print!("{}", render::markdown(&plan, &desired)),
     }
     if let Some(out) = &args.out {
@@ -105,6 +105,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(exit_code(&plan, args.detailed_exitcode))
+}
+
+/// Prints the plan as JSON and a newline: the bytes of [`render::json`], written as they are
+/// made instead of built as one string first (77 MiB for 50,000 tenants, which would be held
+/// in memory next to the plan).
+fn print_json(plan: &Plan) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    serde_json::to_writer_pretty(&mut out, plan)?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
 }
 
 /// The exit code of a plan, as Terraform's users expect.

@@ -177,6 +177,11 @@ impl Diagnostics {
         });
     }
 
+    /// Takes over every diagnostic of `other` (as from a thread that read part of a tree).
+    pub fn append(&mut self, mut other: Diagnostics) {
+        self.items.append(&mut other.items);
+    }
+
     pub fn has_errors(&self) -> bool {
         self.items.iter().any(|d| d.severity == Severity::Error)
     }

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Row};
+use tracing::Instrument;
 
 use super::state::{
     Bookkeeping, ControlPlaneState, DeadRun, HistoryRow, Observed, RegionObservation, RegionState,
@@ -34,31 +35,51 @@ pub enum ObserveError {
     },
 }
 
-/// Observes the given regions concurrently. A region that fails is `Unreachable` with the
-/// reason; the others are observed all the same.
+/// Observes the given regions concurrently, each in a task of its own, so that decoding one
+/// region's rows does not wait for another's on a multi-threaded runtime. A region that fails
+/// is `Unreachable` with the reason; the others are observed all the same. The tasks end with
+/// the call: dropping the future aborts them.
 pub async fn observe(desired: &Desired, regions: &[&Region], connectors: &Connectors) -> Observed {
-    let futures = regions.iter().map(|region| async move {
-        let result = match connectors.get(&region.name) {
-            Some(connector) => observe_region(desired, region, connector).await,
-            None => Err(ObserveError::NoConnector(region.name.clone())),
-        };
-        let observation = match result {
-            Ok(state) => RegionObservation::Reachable(state),
-            Err(e) => {
-                tracing::warn!(region = %region.name, reason = %e, "Region is unreachable.");
-                RegionObservation::Unreachable {
-                    reason: e.to_string(),
-                }
+    let mut tasks = tokio::task::JoinSet::new();
+    for region in regions {
+        let name = region.name.clone();
+        let control_plane_db = (desired.control_plane.region == region.name)
+            .then(|| desired.control_plane.database.clone());
+        let connector = connectors.get(&region.name).cloned();
+        tasks.spawn(
+            async move {
+                let result = match &connector {
+                    Some(connector) => {
+                        observe_database(&name, control_plane_db.as_deref(), connector).await
+                    }
+                    None => Err(ObserveError::NoConnector(name.clone())),
+                };
+                let observation = match result {
+                    Ok(state) => RegionObservation::Reachable(state),
+                    Err(e) => {
+                        tracing::warn!(region = %name, reason = %e, "Region is unreachable.");
+                        RegionObservation::Unreachable {
+                            reason: e.to_string(),
+                        }
+                    }
+                };
+                (name, observation)
             }
-        };
-        (region.name.clone(), observation)
-    });
-    Observed {
-        regions: futures_util::future::join_all(futures)
-            .await
-            .into_iter()
-            .collect(),
+            .in_current_span(),
+        );
     }
+    let mut regions = BTreeMap::new();
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok((name, observation)) => {
+                regions.insert(name, observation);
+            }
+            // A panic in a region's observation is the caller's, as it was before the tasks.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => unreachable!("an observation task was cancelled: {e}"),
+        }
+    }
+    Observed { regions }
 }
 
 /// Observes one region's database (and the control-plane database when it lives there).
@@ -67,18 +88,29 @@ pub async fn observe_region(
     region: &Region,
     connector: &Connector,
 ) -> Result<RegionState, ObserveError> {
-    let mut conn = connector.connect_region().await?;
     let is_control_plane = desired.control_plane.region == region.name;
-    let state = read_region(
-        &mut conn,
+    observe_database(
+        &region.name,
         is_control_plane.then_some(desired.control_plane.database.as_str()),
+        connector,
     )
-    .await;
+    .await
+}
+
+/// Observes region `name` through `connector`, and the control-plane database
+/// `control_plane_db` when it lives in this region.
+async fn observe_database(
+    name: &str,
+    control_plane_db: Option<&str>,
+    connector: &Connector,
+) -> Result<RegionState, ObserveError> {
+    let mut conn = connector.connect_region().await?;
+    let state = read_region(&mut conn, control_plane_db).await;
     conn.close().await.ok();
     let (mut state, cp_exists) = state?;
-    if is_control_plane {
+    if let Some(database) = control_plane_db {
         state.control_plane = Some(if cp_exists {
-            let mut cp = connector.connect(&desired.control_plane.database).await?;
+            let mut cp = connector.connect(database).await?;
             let result = read_control_plane(&mut cp).await;
             cp.close().await.ok();
             result?
@@ -87,7 +119,7 @@ pub async fn observe_region(
         });
     }
     tracing::debug!(
-        region = %region.name,
+        region = %name,
         schemas = state.schemas.len(),
         tenants = state.bookkeeping.as_ref().map_or(0, |b| b.tenants.len()),
         "Observed region."
@@ -237,17 +269,19 @@ async fn read_history(
     })
     .fetch_all(conn)
     .await?;
+    // Columns by position, in the order of the SELECT list: the table has a row per migration
+    // and schema, and looking each column up by name costs a hash per value.
     rows.iter()
         .map(|r| {
             Ok(HistoryRow {
-                target_schema: r.try_get("target_schema")?,
-                schema_set: r.try_get("schema_set")?,
-                version: r.try_get::<i32, _>("version")? as u32,
-                description: r.try_get("description")?,
-                checksum: r.try_get("checksum")?,
-                applied_at: r.try_get("applied_at")?,
-                applied_by: r.try_get("applied_by")?,
-                success: r.try_get("success")?,
+                target_schema: r.try_get(0)?,
+                schema_set: r.try_get(1)?,
+                version: r.try_get::<i32, _>(2)? as u32,
+                description: r.try_get(3)?,
+                checksum: r.try_get(4)?,
+                applied_at: r.try_get(5)?,
+                applied_by: r.try_get(6)?,
+                success: r.try_get(7)?,
             })
         })
         .collect()

@@ -130,13 +130,26 @@ pub struct RegistryRow {
 impl RegistryRow {
     /// Whether two rows differ in anything but the commit that wrote them.
     pub fn same_content(&self, other: &RegistryRow) -> bool {
-        RegistryRow {
-            commit: None,
-            ..self.clone()
-        } == RegistryRow {
-            commit: None,
-            ..other.clone()
-        }
+        // Every field but `commit`, named so that a new field is not forgotten here.
+        let RegistryRow {
+            tenant,
+            region,
+            host,
+            port,
+            database,
+            schema,
+            status,
+            schema_versions,
+            commit: _,
+        } = self;
+        *tenant == other.tenant
+            && *region == other.region
+            && *host == other.host
+            && *port == other.port
+            && *database == other.database
+            && *schema == other.schema
+            && *status == other.status
+            && *schema_versions == other.schema_versions
     }
 
     /// One line per row, for the unified diff in the rendered plan.

@@ -87,7 +87,7 @@ pub fn plan(desired: &Desired, observed: &Observed, options: &PlanOptions) -> Pl
         if let Some(action) = registry_update(
             desired,
             options,
-            &observed_rows,
+            observed_rows,
             &projections,
             &planned_regions,
             &orphans,
@@ -174,11 +174,12 @@ fn region_plan(name: &str, reason: Option<String>) -> RegionPlan {
 /// Where the registry update goes: the control-plane region's plan, with the registry rows
 /// observed there, when that region was planned, is reachable and its bookkeeping is not
 /// newer than this build.
-fn registry_region<'r>(
+fn registry_region<'o, 'r>(
     desired: &Desired,
-    observed: &Observed,
+    observed: &'o Observed,
     regions: &'r mut [RegionPlan],
-) -> Option<(BTreeMap<String, RegistryRow>, &'r mut RegionPlan)> {
+) -> Option<(&'o BTreeMap<String, RegistryRow>, &'r mut RegionPlan)> {
+    static NO_ROWS: BTreeMap<String, RegistryRow> = BTreeMap::new();
     let cp = &desired.control_plane;
     let Some(RegionObservation::Reachable(state)) = observed.regions.get(&cp.region) else {
         return None;
@@ -194,8 +195,8 @@ fn registry_region<'r>(
         return None;
     }
     let observed_rows = match &state.control_plane {
-        Some(ControlPlaneState::Ready { rows, .. }) => rows.clone(),
-        _ => BTreeMap::new(),
+        Some(ControlPlaneState::Ready { rows, .. }) => rows,
+        _ => &NO_ROWS,
     };
     Some((observed_rows, out))
 }

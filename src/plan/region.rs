@@ -63,7 +63,11 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
             .tenants_in(&self.region.name)
             .filter(|t| (self.selected_tenant)(&t.slug))
             .collect();
-        tenants.sort_by_key(|t| (!t.is_canary(self.desired), t.slug.clone()));
+        // Keys compared by reference: a key that owned the slug would allocate at each
+        // comparison.
+        tenants.sort_by(|a, b| {
+            (!a.is_canary(self.desired), &a.slug).cmp(&(!b.is_canary(self.desired), &b.slug))
+        });
         for tenant in tenants {
             self.plan_tenant(tenant, rows.get(&tenant.slug), &applied, &blocked_sets);
         }

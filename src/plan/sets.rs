@@ -222,17 +222,24 @@ pub(super) fn live_versions(
 }
 
 /// Successful history rows by (schema, set), sorted by version.
+///
+/// The rows are sorted once by (schema, set, version), stably so that rows of one version keep
+/// their order, and cut into groups; the map is then built from keys already in order, in
+/// linear time. The observer reads the history in that order, so the sort only checks it.
 pub(super) fn index_history(history: &[HistoryRow]) -> BTreeMap<(&str, &str), Vec<&HistoryRow>> {
-    let mut out: BTreeMap<(&str, &str), Vec<&HistoryRow>> = BTreeMap::new();
-    for row in history.iter().filter(|r| r.success) {
-        out.entry((row.target_schema.as_str(), row.schema_set.as_str()))
-            .or_default()
-            .push(row);
+    fn key(r: &HistoryRow) -> (&str, &str) {
+        (r.target_schema.as_str(), r.schema_set.as_str())
     }
-    for rows in out.values_mut() {
-        rows.sort_by_key(|r| r.version);
+    let mut rows: Vec<&HistoryRow> = history.iter().filter(|r| r.success).collect();
+    rows.sort_by(|a, b| key(a).cmp(&key(b)).then(a.version.cmp(&b.version)));
+    let mut groups: Vec<((&str, &str), Vec<&HistoryRow>)> = Vec::new();
+    for row in rows {
+        match groups.last_mut() {
+            Some((k, group)) if *k == key(row) => group.push(row),
+            _ => groups.push((key(row), vec![row])),
+        }
     }
-    out
+    groups.into_iter().collect()
 }
 
 fn short(checksum: &str) -> &str {
