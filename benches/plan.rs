@@ -839,12 +839,12 @@ fn count_statements(tree: &Path, work: &Path, clusters: &[PgCluster]) -> Vec<usi
         .collect()
 }
 
-/// Whether a plan's summary shows nothing to do: every count in it is 0 (whatever counts a
-/// newer plan format adds).
+/// Whether a plan's summary shows nothing to do: every count in it is 0 and every flag (a
+/// rollback of every tenant) false, whatever a newer plan format adds.
 fn is_converged(summary: &serde_json::Value) -> bool {
     summary
         .as_object()
-        .is_some_and(|counts| !counts.is_empty() && counts.values().all(|n| n == 0))
+        .is_some_and(|counts| !counts.is_empty() && counts.values().all(|n| n == 0 || *n == false))
 }
 
 /// Writes neo.toml with the given `tenant_template` target.
