@@ -256,6 +256,43 @@ pub fn join_setup(program: &mut Program) {
     }
 }
 
+/// The runs of `versions` of a set in one target: each file (the undo file when `undo`)
+/// looked up by version and checked against the checksum the plan saw.
+pub(super) fn runs(
+    set: &SchemaSet,
+    owner: &str,
+    search_path: &SearchPath,
+    schema_set: &str,
+    versions: &[MigrationStep],
+    settings: &ApplySettings,
+    undo: bool,
+) -> Result<Vec<MigrationRun>, ProgramError> {
+    versions
+        .iter()
+        .map(|step| {
+            let file = if undo {
+                set.undo(step.version)
+            } else {
+                set.migration(step.version)
+            };
+            let m = file
+                .filter(|m| m.checksum == step.checksum)
+                .ok_or_else(|| {
+                    ProgramError(format!("{} changed since the plan was made", step.file))
+                })?;
+            Ok(migration_run(
+                search_path,
+                owner,
+                schema_set,
+                m,
+                step,
+                settings,
+                undo,
+            ))
+        })
+        .collect()
+}
+
 /// What the migrations (or undo files) of a set run with in a schema: the set, the owner role
 /// they run as, and the search path.
 pub(super) fn target<'a>(
@@ -306,26 +343,15 @@ fn migrate_program(
     if tenant.is_none() && *from == 0 && set.scope == Scope::Region {
         setup = create_region_set_schema(schema);
     }
-    let migrations = versions
-        .iter()
-        .map(|step| {
-            let m = set
-                .migration(step.version)
-                .filter(|m| m.checksum == step.checksum)
-                .ok_or_else(|| {
-                    ProgramError(format!("{} changed since the plan was made", step.file))
-                })?;
-            Ok(migration_run(
-                &search_path,
-                &owner,
-                schema_set,
-                m,
-                step,
-                &region.apply,
-                false,
-            ))
-        })
-        .collect::<Result<_, ProgramError>>()?;
+    let migrations = runs(
+        set,
+        &owner,
+        &search_path,
+        schema_set,
+        versions,
+        &region.apply,
+        false,
+    )?;
     Ok(Program { setup, migrations })
 }
 

@@ -4,7 +4,7 @@
 //! transaction of its own with its history row (`direction = 'undo'`, which also marks the
 //! reversed application as reverted), never joined with other pieces.
 
-use super::actions::{migration_run, target, Program, ProgramError};
+use super::actions::{runs, target, Program, ProgramError};
 use crate::desired::{Desired, Region};
 use crate::plan::Action;
 
@@ -25,26 +25,15 @@ pub(super) fn rollback_program(
         unreachable!("called for rollback actions only");
     };
     let (set, owner, search_path) = target(desired, tenant.as_deref(), schema_set, schema)?;
-    let migrations = versions
-        .iter()
-        .map(|step| {
-            let u = set
-                .undo(step.version)
-                .filter(|u| u.checksum == step.checksum)
-                .ok_or_else(|| {
-                    ProgramError(format!("{} changed since the plan was made", step.file))
-                })?;
-            Ok(migration_run(
-                &search_path,
-                &owner,
-                schema_set,
-                u,
-                step,
-                &region.apply,
-                true,
-            ))
-        })
-        .collect::<Result<_, ProgramError>>()?;
+    let migrations = runs(
+        set,
+        &owner,
+        &search_path,
+        schema_set,
+        versions,
+        &region.apply,
+        true,
+    )?;
     Ok(Program {
         setup: Vec::new(),
         migrations,
