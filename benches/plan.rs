@@ -85,6 +85,9 @@ struct Config {
     iterations: usize,
     /// `NEO_BENCH_SETUP`: how the live state is made (`sql`, the default, or `apply`).
     setup: Setup,
+    /// `NEO_BENCH_DRIFT`: `off` sets `drift = "off"` on both sets (no live-schema drift
+    /// detection); on by default.
+    drift: bool,
 }
 
 /// How the bench brings the live state to `NEO_BENCH_FROM`.
@@ -93,8 +96,8 @@ enum Setup {
     /// A real apply bootstraps bookkeeping, the registry and platform_common (no tenants);
     /// then SQL creates the tenants' roles and schemas (the statements of
     /// `neo_reconcile::sql::create_tenant`) and writes their bookkeeping, history and
-    /// registry rows as apply writes them. The tenant schemas stay empty: the observer reads
-    /// only the catalog's schema and role names and neo-reconcile's own tables.
+    /// registry rows as apply writes them, and runs the tenants' migrations 1..FROM in each
+    /// schema as the owner role (drift detection compares the schemas' objects).
     Sql,
     /// One real `apply --auto-approve` of every tenant (slow at 10,000 tenants; see
     /// BENCHMARKS.md).
@@ -114,6 +117,7 @@ impl Config {
                 Ok("apply") => Setup::Apply,
                 Ok(other) => panic!("NEO_BENCH_SETUP={other:?}: expected sql or apply"),
             },
+            drift: std::env::var("NEO_BENCH_DRIFT").map_or(true, |v| v != "off"),
         };
         assert!(config.tenants >= 2, "NEO_BENCH_TENANTS must be at least 2");
         assert!(
@@ -177,7 +181,7 @@ fn main() {
         .expect("a temporary directory");
     let tree = work.path().join("tree");
     write_tree(&tree, &clusters);
-    set_target(&tree, config.from);
+    set_target(&tree, config.from, config.drift);
     let setup_started = Instant::now();
     match config.setup {
         Setup::Apply => {
@@ -234,7 +238,7 @@ fn main() {
     );
 
     // The measured state: every tenant one migrate action behind.
-    set_target(&tree, config.to);
+    set_target(&tree, config.to, config.drift);
     let pending = plan_json(&tree, work.path());
     check_pending_plan(&pending, &config);
     println!(
@@ -724,6 +728,17 @@ fn setup_tenants_with_sql(tree: &Path, clusters: &[PgCluster], config: &Config) 
                     let ddl = sql::create_tenant(&t.schema(), &t.owner_role(), &t.rw_role());
                     script += &ddl.replace("TO CURRENT_USER", &format!("TO {LOGIN}"));
                     script += ";\n";
+                    let _ = writeln!(
+                        script,
+                        "SET ROLE {};\nSET search_path TO {};",
+                        sql::ident(&t.owner_role()),
+                        sql::ident(&t.schema())
+                    );
+                    for m in &set.migrations[..config.from as usize] {
+                        script += &m.sql;
+                        script += "\n;\n";
+                    }
+                    script += "RESET ROLE;\nRESET search_path;\n";
                 }
                 script += "COMMIT;\n";
             }
@@ -848,14 +863,15 @@ fn is_converged(summary: &serde_json::Value) -> bool {
 }
 
 /// Writes neo.toml with the given `tenant_template` target.
-fn set_target(tree: &Path, target: u32) {
+fn set_target(tree: &Path, target: u32, drift: bool) {
+    let off = if drift { "" } else { "drift = \"off\"\n" };
     fs::write(
         tree.join("neo.toml"),
         format!(
             "format_version = 1\n\n[control_plane]\nregion = \"{}\"\ndatabase = \"{CONTROL_PLANE_DB}\"\n\n\
              [policy]\nallow_destroy = false\n\n\
-             [schema_sets.platform_common]\nscope = \"region\"\ntarget = \"latest\"\n\n\
-             [schema_sets.tenant_template]\nscope = \"tenant\"\ndepends_on = [\"platform_common\"]\ntarget = {target}\n",
+             [schema_sets.platform_common]\nscope = \"region\"\ntarget = \"latest\"\n{off}\n\
+             [schema_sets.tenant_template]\nscope = \"tenant\"\ndepends_on = [\"platform_common\"]\ntarget = {target}\n{off}",
             REGIONS[0].0
         ),
     )

@@ -10,6 +10,7 @@
 //! Once `max_failures` tenants have failed in a region, no new tenant starts there. Last, the
 //! registry is brought in line with what actually happened, in one transaction.
 
+pub mod accept_drift;
 pub mod adopt;
 mod context;
 pub mod execute;
@@ -19,6 +20,7 @@ mod registry;
 mod report;
 pub mod retry;
 mod runs;
+pub mod shape;
 mod stale;
 mod tenants;
 

@@ -184,6 +184,7 @@ async fn apply_locked(
         return report;
     }
     run_tenants(&runner, &actions).await;
+    report.applied += compute_shapes(run, &actions).await;
 
     let r = runner
         .results
@@ -210,6 +211,7 @@ async fn run_region_targets(
             Action::CreateExtension { .. }
                 | Action::Migrate { tenant: None, .. }
                 | Action::Rollback { tenant: None, .. }
+                | Action::RepairDrift { tenant: None, .. }
         )
     }) {
         if runner.run.shutdown.is_requested() {
@@ -230,6 +232,56 @@ async fn run_region_targets(
         }
     }
     Ok(())
+}
+
+/// The expected shapes to compute, last: they only serve the drift checks of later plans, so
+/// one that cannot be computed now is a warning and the next apply tries again. Returns how
+/// many were recorded (a lasting failure is recorded too, and logged).
+async fn compute_shapes(run: &RegionRun<'_>, actions: &[&Action]) -> usize {
+    let name = run.region.name.as_str();
+    let mut done = 0;
+    let mut conn = None;
+    for action in actions {
+        let Action::ComputeShape {
+            versions,
+            key,
+            scope,
+            id,
+        } = action
+        else {
+            continue;
+        };
+        if run.shutdown.is_requested() {
+            break;
+        }
+        if conn.is_none() {
+            match run.connector.connect_region().await {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    tracing::warn!(region = %name, error = %e, "Expected shapes not computed: no connection; the next apply tries again.");
+                    break;
+                }
+            }
+        }
+        let c = conn.as_mut().expect("connected above");
+        match super::shape::compute(c, run.desired, run.ctx, key, id, *scope).await {
+            Ok(()) => {
+                tracing::info!(region = %name, versions = %versions, "Computed the expected shape.");
+                done += 1;
+            }
+            Err(f) if f.lasting => {
+                tracing::warn!(region = %name, versions = %versions, reason = %f.reason, "The expected shape cannot be computed (a migration fails in a scratch schema): targets at these versions are not checked for drift until a file changes.");
+                done += 1;
+            }
+            Err(f) => {
+                tracing::warn!(region = %name, versions = %versions, reason = %f.reason, "Expected shape not computed; the next apply tries again.");
+            }
+        }
+    }
+    if let Some(c) = conn {
+        c.close().await.ok();
+    }
+    done
 }
 
 /// The tenants, grouped, in plan order: canaries first; when a canary fails, the fleet does

@@ -15,13 +15,13 @@ pub(super) fn region_actions(r: &RegionPlan) -> Vec<&Action> {
 
 /// Why a freshly computed region plan differs from the approved one, if it does.
 ///
-/// A dead run's leftovers are not compared: whichever run takes the lock first closes them,
-/// and either way the rest of the plan holds.
+/// A dead run's leftovers and expected shapes to compute are not compared: whichever run takes
+/// the lock first closes or computes them, and either way the rest of the plan holds.
 pub fn stale_reason(approved: &RegionPlan, fresh: &RegionPlan) -> Option<String> {
     let compared = |r| {
         region_actions(r)
             .into_iter()
-            .filter(|a| !matches!(a, Action::CloseDeadRun { .. }))
+            .filter(|a| !matches!(a, Action::CloseDeadRun { .. } | Action::ComputeShape { .. }))
             .collect::<Vec<_>>()
     };
     let (a, f) = (compared(approved), compared(fresh));
@@ -146,6 +146,7 @@ mod tests {
             blocked: vec![],
             unmanaged: vec![],
             scheduled: vec![],
+            drift: vec![],
         }
     }
 

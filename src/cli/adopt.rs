@@ -5,12 +5,16 @@
 //! - region-scope set: `adopt [DIR] --schema-set S [--region R]... (--at-version N | --from-flyway)`,
 //!   every region of the desired state when no `--region` is given.
 //!
+//! - drift: `adopt [DIR] --accept-drift TENANT --reason TEXT` records the tenant's live schema
+//!   as accepted at its current versions (see `apply::accept_drift`).
+//!
 //! Exit 0 when every target was adopted, 1 when any was refused.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail};
+use neo_reconcile::apply::accept_drift;
 use neo_reconcile::apply::adopt::{self, AdoptFrom, AdoptOutcome};
 use neo_reconcile::apply::RunContext;
 use neo_reconcile::desired::{Desired, Region, SchemaSet, Scope, Tenant, TenantStatus};
@@ -18,7 +22,7 @@ use neo_reconcile::sources::git;
 
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("who").args(["tenants", "all"])))]
-#[command(group(clap::ArgGroup::new("from").required(true).args(["at_version", "from_flyway"])))]
+#[command(group(clap::ArgGroup::new("from").args(["at_version", "from_flyway"])))]
 pub struct Args {
     /// The root of the desired-state tree.
     #[arg(default_value = ".")]
@@ -36,8 +40,15 @@ pub struct Args {
     #[arg(long = "region", value_name = "REGION", conflicts_with = "who")]
     pub regions: Vec<String>,
     /// The schema set the existing schemas follow.
-    #[arg(long, value_name = "SET")]
-    pub schema_set: String,
+    #[arg(long, value_name = "SET", required_unless_present = "accept_drift")]
+    pub schema_set: Option<String>,
+    /// Accept this tenant's live schema as it is (an out-of-band change made on purpose)
+    /// until its next migration.
+    #[arg(long, value_name = "TENANT", conflicts_with_all = ["tenants", "all", "regions", "schema_set", "from"], requires = "reason")]
+    pub accept_drift: Option<String>,
+    /// Why the drift is accepted (recorded with who accepted it).
+    #[arg(long, value_name = "TEXT", requires = "accept_drift")]
+    pub reason: Option<String>,
     /// Record versions 1 to N as applied.
     #[arg(long, value_name = "N")]
     pub at_version: Option<u32>,
@@ -48,15 +59,20 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let desired = super::load_desired_or_report(&args.dir)?;
-    let set = desired
-        .schema_set(&args.schema_set)
-        .ok_or_else(|| anyhow!("unknown schema set {:?}", args.schema_set))?;
-    let from = match args.at_version {
-        Some(n) => AdoptFrom::AtVersion(n),
-        None => AdoptFrom::Flyway,
-    };
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let ctx = RunContext::current(command, git::head_commit(&desired.root));
+    if let Some(slug) = &args.accept_drift {
+        return accept(&args, &desired, slug, &ctx);
+    }
+    let name = args.schema_set.clone().unwrap_or_default();
+    let set = desired
+        .schema_set(&name)
+        .ok_or_else(|| anyhow!("unknown schema set {name:?}"))?;
+    let from = match (args.at_version, args.from_flyway) {
+        (Some(n), _) => AdoptFrom::AtVersion(n),
+        (None, true) => AdoptFrom::Flyway,
+        (None, false) => bail!("say what the schemas hold: --at-version N or --from-flyway"),
+    };
     let outcomes = match set.scope {
         Scope::Tenant => {
             if !args.regions.is_empty() {
@@ -181,4 +197,48 @@ fn selected_regions<'a>(args: &Args, desired: &'a Desired) -> anyhow::Result<Vec
         v
     };
     Ok(regions)
+}
+
+/// `--accept-drift TENANT --reason TEXT`.
+fn accept(
+    args: &Args,
+    desired: &Desired,
+    slug: &str,
+    ctx: &RunContext,
+) -> anyhow::Result<ExitCode> {
+    let tenant = desired
+        .tenants
+        .get(slug)
+        .ok_or_else(|| anyhow!("unknown tenant {slug:?}"))?;
+    let region = &desired.regions[&tenant.region];
+    let reason = args.reason.clone().unwrap_or_default();
+    let outcome = super::runtime()?.block_on(async {
+        let logins = super::vault::Logins::open(&args.vault, &[region]).await?;
+        let connector = logins
+            .connectors
+            .get(&region.name)
+            .ok_or_else(|| anyhow!("region {} has no login", region.name));
+        let outcome = match connector {
+            Ok(c) => accept_drift::accept_drift(desired, tenant, c, ctx, &reason)
+                .await
+                .map_err(anyhow::Error::from),
+            Err(e) => Err(e),
+        };
+        logins.finish().await;
+        outcome
+    });
+    match outcome {
+        Ok(accept_drift::Accepted::Recorded { schema, versions }) => {
+            println!("accepted the live shape of {schema} at {versions} for tenant {slug}, until its next migration");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(accept_drift::Accepted::NoDrift { schema }) => {
+            println!("{schema} has no drift: nothing to accept");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("REFUSED tenant {slug}: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
 }

@@ -37,6 +37,7 @@ pub fn region_plan(name: &str, actions: usize, blocked: usize, reachable: bool) 
             .collect(),
         unmanaged: Vec::new(),
         scheduled: Vec::new(),
+        drift: Vec::new(),
     }
 }
 

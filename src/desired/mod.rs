@@ -33,7 +33,7 @@ pub use load::{load, Loaded};
 pub use region::{
     ApplySettings, CredentialSource, Credentials, Endpoint, Region, SslMode, TransactionShape,
 };
-pub use schema_set::{Migration, SchemaSet, Scope};
+pub use schema_set::{DriftPolicy, Migration, SchemaSet, Scope};
 pub use state::{ControlPlane, Desired, Extensions, MaxPrune, Policy};
 pub use tenant::{Tenant, TenantStatus};
 

@@ -71,6 +71,11 @@ pub struct RawSchemaSet {
     pub target: Option<Spanned<toml::Value>>,
     #[serde(default)]
     pub depends_on: Vec<Spanned<String>>,
+    /// `"report"` (default), `"repair"` or `"off"`.
+    #[serde(default)]
+    pub drift: Option<Spanned<String>>,
+    #[serde(default)]
+    pub drift_prune: Option<Spanned<bool>>,
 }
 
 /// `regions/<name>.toml`.

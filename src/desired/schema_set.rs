@@ -7,7 +7,9 @@ use std::fmt;
 use serde::Serialize;
 
 /// Where a schema set is applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// Once per region database, into a schema named after the set.
@@ -38,6 +40,48 @@ pub struct SchemaSet {
     /// Undo files (`U<n>__<description>.sql`) by the version they undo; any subset of the
     /// versions. Each is a [`Migration`] whose `file` is the undo file.
     pub undo: BTreeMap<u32, Migration>,
+    /// What a plan does about live-schema drift in this set's targets (`drift`).
+    pub drift: DriftPolicy,
+    /// Whether objects a target has beyond its expected shape are dropped under
+    /// `drift = "repair"` (`drift_prune`).
+    pub drift_prune: bool,
+}
+
+/// `drift` of a schema set: what a plan does when a target's live schema differs from what
+/// its recorded version should look like.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftPolicy {
+    /// Drift is not looked for (a quick plan).
+    Off,
+    /// Drifted targets are blocked with the diff (the default).
+    #[default]
+    Report,
+    /// Objects that carry no data are put back from the expected definition; tables and
+    /// columns stay blocked.
+    Repair,
+}
+
+impl DriftPolicy {
+    /// The value as written in `neo.toml`.
+    pub fn parse(value: &str) -> Option<DriftPolicy> {
+        match value {
+            "off" => Some(DriftPolicy::Off),
+            "report" => Some(DriftPolicy::Report),
+            "repair" => Some(DriftPolicy::Repair),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for DriftPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DriftPolicy::Off => "off",
+            DriftPolicy::Report => "report",
+            DriftPolicy::Repair => "repair",
+        })
+    }
 }
 
 impl SchemaSet {

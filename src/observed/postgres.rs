@@ -5,7 +5,9 @@
 //! exist), then one read of each bookkeeping table, then, in the control-plane region, one
 //! catalog query and one read of the registry in the control-plane database. Every query runs
 //! in a read-only transaction (`default_transaction_read_only`), so an observation cannot
-//! change anything even by mistake.
+//! change anything even by mistake; the one exception is the expected shape of the schemas
+//! checked for drift (`shape_query.rs`), built in a scratch schema inside a transaction that
+//! is always rolled back.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,7 +20,7 @@ use super::state::{
     RegistryRow, TenantRow,
 };
 use crate::db::{ConnectError, Connector, Connectors};
-use crate::desired::{Desired, Region, TenantStatus};
+use crate::desired::{Desired, Region, SchemaSet, TenantStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {
@@ -41,7 +43,10 @@ pub enum ObserveError {
 /// the call: dropping the future aborts them.
 pub async fn observe(desired: &Desired, regions: &[&Region], connectors: &Connectors) -> Observed {
     let mut tasks = tokio::task::JoinSet::new();
+    // The sets are what the drift check needs of the desired state, shared by the tasks.
+    let sets: std::sync::Arc<[SchemaSet]> = desired.schema_sets.clone().into();
     for region in regions {
+        let sets = sets.clone();
         let name = region.name.clone();
         let control_plane_db = (desired.control_plane.region == region.name)
             .then(|| desired.control_plane.database.clone());
@@ -50,7 +55,7 @@ pub async fn observe(desired: &Desired, regions: &[&Region], connectors: &Connec
             async move {
                 let result = match &connector {
                     Some(connector) => {
-                        observe_database(&name, control_plane_db.as_deref(), connector).await
+                        observe_database(&name, control_plane_db.as_deref(), connector, &sets).await
                     }
                     None => Err(ObserveError::NoConnector(name.clone())),
                 };
@@ -93,6 +98,7 @@ pub async fn observe_region(
         &region.name,
         is_control_plane.then_some(desired.control_plane.database.as_str()),
         connector,
+        &desired.schema_sets,
     )
     .await
 }
@@ -103,9 +109,22 @@ async fn observe_database(
     name: &str,
     control_plane_db: Option<&str>,
     connector: &Connector,
+    sets: &[SchemaSet],
 ) -> Result<RegionState, ObserveError> {
     let mut conn = connector.connect_region().await?;
-    let state = read_region(&mut conn, control_plane_db).await;
+    let state = match read_region(&mut conn, control_plane_db).await {
+        Ok((mut state, cp_exists)) => {
+            let shapes = match &state.bookkeeping {
+                Some(bk) => super::shape_query::observe_shapes(&mut conn, sets, bk).await,
+                None => Ok(Default::default()),
+            };
+            shapes.map(|shapes| {
+                state.shapes = shapes;
+                (state, cp_exists)
+            })
+        }
+        Err(e) => Err(e),
+    };
     conn.close().await.ok();
     let (mut state, cp_exists) = state?;
     if let Some(database) = control_plane_db {
@@ -193,6 +212,7 @@ async fn read_region(
             .collect(),
         bookkeeping: None,
         control_plane: None,
+        shapes: Default::default(),
         schemas,
     };
     if state.schemas.contains("neo_reconcile") {

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::shape::Shapes;
 use crate::desired::TenantStatus;
 
 /// Every region's observation, by region name.
@@ -46,6 +47,8 @@ pub struct RegionState {
     pub bookkeeping: Option<Bookkeeping>,
     /// The registry, observed only in the control-plane region.
     pub control_plane: Option<ControlPlaneState>,
+    /// Live-schema shapes of the checked schemas (empty when nothing is checked).
+    pub shapes: Shapes,
 }
 
 /// The content of schema `neo_reconcile` in a region database.

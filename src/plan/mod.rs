@@ -11,10 +11,11 @@
 //!
 //! The pieces: `types.rs` holds the plan's data (what the JSON plan carries), `region.rs` the
 //! walk through one region, `tenant.rs` a tenant's lifecycle, `sets.rs` the schema sets and
-//! their history, `registry.rs` the registry rows, and `render.rs` the plan as text, JSON and
-//! Markdown. This file ties them together: [`plan`] plans every selected region, then the
+//! their history, `drift.rs` live-schema drift, `registry.rs` the registry rows, and
+//! `render.rs` the plan as text, JSON and Markdown. This file ties them together: [`plan`] plans every selected region, then the
 //! registry update.
 
+mod drift;
 mod guards;
 mod region;
 mod registry;
@@ -33,8 +34,8 @@ use registry::{registry_update, Projected};
 
 pub use registry::observed_registry;
 pub use types::{
-    utc_timestamp, Action, BlockReason, Blocked, DesiredRef, MigrationStep, Plan, PlanOptions,
-    RegionPlan, Scheduled, Selection, Summary, BOOKKEEPING_SCHEMA, REGISTRY_SCHEMA,
+    utc_timestamp, Action, BlockReason, Blocked, DesiredRef, DriftReport, MigrationStep, Plan,
+    PlanOptions, RegionPlan, Scheduled, Selection, Summary, BOOKKEEPING_SCHEMA, REGISTRY_SCHEMA,
 };
 
 /// Computes the plan. Pure: the same inputs always give the same plan.
@@ -168,6 +169,7 @@ fn region_plan(name: &str, reason: Option<String>) -> RegionPlan {
         blocked: Vec::new(),
         unmanaged: Vec::new(),
         scheduled: Vec::new(),
+        drift: Vec::new(),
     }
 }
 
@@ -221,6 +223,8 @@ fn summarize(regions: &[RegionPlan]) -> Summary {
                 Action::ArchiveTenant { .. } => &mut s.archive_tenant,
                 Action::DestroyTenant { .. } => &mut s.destroy_tenant,
                 Action::RestoreTenant { .. } => &mut s.restore_tenant,
+                Action::RepairDrift { .. } => &mut s.repair_drift,
+                Action::ComputeShape { .. } => &mut s.compute_shape,
                 Action::UpdateRegistry { .. } => &mut s.update_registry,
                 Action::CloseDeadRun { .. } => &mut s.close_dead_run,
             } += 1;

@@ -75,6 +75,9 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
         // Managed tenants this region's desired state no longer has.
         self.block_orphans(rows);
 
+        // Expected shapes the next plan's drift checks need.
+        self.plan_expected_shapes();
+
         // Schemas that look like tenants but are not managed.
         let managed: BTreeSet<&str> = rows.values().map(|r| r.schema_name.as_str()).collect();
         self.out.unmanaged = self

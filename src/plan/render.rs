@@ -71,7 +71,7 @@ fn region_text(out: &mut String, region: &RegionPlan, desired: &Desired, options
         if region.actions.len() == 1 { "" } else { "s" },
         region.blocked.len()
     );
-    if region.actions.is_empty() && region.blocked.is_empty() {
+    if region.actions.is_empty() && region.blocked.is_empty() && region.drift.is_empty() {
         let _ = writeln!(out, "  (no changes)");
     }
     // The statements of every action, as apply runs them (joined per target, see
@@ -96,6 +96,11 @@ fn region_text(out: &mut String, region: &RegionPlan, desired: &Desired, options
             }
         }
     }
+    region_findings(out, region);
+}
+
+/// The findings of a region: blocked targets, drift, scheduled actions, unmanaged schemas.
+fn region_findings(out: &mut String, region: &RegionPlan) {
     for b in &region.blocked {
         let who = match (&b.tenant, &b.schema_set) {
             (Some(t), Some(s)) => format!("tenant {t}, {s}"),
@@ -104,6 +109,25 @@ fn region_text(out: &mut String, region: &RegionPlan, desired: &Desired, options
             (None, None) => region.name.clone(),
         };
         let _ = writeln!(out, "  ! blocked {who}: {}", b.message);
+    }
+    for d in &region.drift {
+        let who = d
+            .tenant
+            .as_ref()
+            .map_or_else(|| d.schema.clone(), |t| format!("tenant {t}"));
+        let (mark, what) = if d.repaired {
+            ("~", "repaired")
+        } else {
+            ("!", "blocked")
+        };
+        let _ = writeln!(
+            out,
+            "  {mark} drift {who}: {} (schema {}, {what})",
+            d.expected, d.schema
+        );
+        for line in &d.diff {
+            let _ = writeln!(out, "      {line}");
+        }
     }
     for s in &region.scheduled {
         let _ = writeln!(
@@ -206,6 +230,15 @@ pub fn action_line(action: &Action) -> String {
                 many => format!("runs {} still marked running", many.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")),
             },
             holder.as_ref().map_or_else(String::new, |h| format!(", the region lock last held by {h}")),
+        ),
+        Action::RepairDrift { tenant, schema, expected, statements } => format!(
+            "~ repair_drift {}: put back {} object definition{} of {expected} in schema {schema}",
+            tenant.as_ref().map_or_else(|| schema.clone(), |t| format!("tenant {t}")),
+            statements.len(),
+            if statements.len() == 1 { "" } else { "s" }
+        ),
+        Action::ComputeShape { versions, .. } => format!(
+            "+ compute_shape {versions}: run its migrations in a scratch schema (rolled back) and keep the shape for drift checks"
         ),
         Action::UpdateRegistry { database, upsert, delete, .. } => format!(
             "~ update_registry admin.database_connections in database {database} ({} upserted, {} deleted)",
@@ -336,6 +369,15 @@ pub fn summary_line(s: &Summary) -> String {
     } else {
         String::new()
     };
+    let repairs = if s.repair_drift > 0 {
+        format!(
+            ", {} drifted schema{} to repair",
+            s.repair_drift,
+            if s.repair_drift == 1 { "" } else { "s" }
+        )
+    } else {
+        String::new()
+    };
     let mut line = String::new();
     if let Some(warning) = rollback_warning(s) {
         line.push_str(&warning);
@@ -348,7 +390,7 @@ pub fn summary_line(s: &Summary) -> String {
     };
     let _ = write!(
         line,
-        "Plan: {} to bootstrap{extensions}{dead}, {} to create, {} to migrate{rollback}, {} to suspend, {} to resume, {} to archive{restore}, {} to destroy, {} registry update{}; {} blocked",
+        "Plan: {} to bootstrap{extensions}{dead}, {} to create, {} to migrate{rollback}{repairs}, {} to suspend, {} to resume, {} to archive{restore}, {} to destroy, {} registry update{}; {} blocked",
         s.bootstrap,
         s.create_tenant,
         s.migrate,

@@ -48,6 +48,10 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
                 blocked_sets.insert(set.name.clone());
                 continue;
             }
+            if exists && !self.check_drift(None, schema) {
+                blocked_sets.insert(set.name.clone());
+                continue;
+            }
             if self.region_rollback_waits(set, rows) {
                 continue;
             }

@@ -189,6 +189,12 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
                         rw_role: row.rw_role.clone(),
                     });
                 }
+                if row.status == TenantStatus::Active
+                    && !self.check_drift(Some(slug), &row.schema_name)
+                {
+                    self.project(slug, row.status, &row.schema_name, live.clone());
+                    return;
+                }
                 let versions =
                     self.plan_tenant_sets(tenant, &row.schema_name, applied, region_blocked);
                 if row.status == TenantStatus::Active && tenant.status == TenantStatus::Suspended {

@@ -9,8 +9,8 @@ use expect_test::{expect, Expect};
 use super::render::{self, TextOptions};
 use super::*;
 use crate::desired::{
-    ApplySettings, ControlPlane, CredentialSource, Credentials, Endpoint, MaxPrune, Migration,
-    Policy, Region, SchemaSet, Scope, SslMode, Tenant,
+    ApplySettings, ControlPlane, CredentialSource, Credentials, DriftPolicy, Endpoint, MaxPrune,
+    Migration, Policy, Region, SchemaSet, Scope, SslMode, Tenant,
 };
 use crate::observed::{Bookkeeping, DeadRun, HistoryRow, RegistryRow, TenantRow};
 
@@ -58,6 +58,8 @@ pub(super) fn desired(tenants: &[(&str, &str, TenantStatus)]) -> Desired {
         depends_on: vec!["common".into()],
         migrations: Vec::new(),
         undo: BTreeMap::new(),
+        drift: DriftPolicy::Report,
+        drift_prune: false,
     };
     app.migrations = ["init", "index", "view", "column"]
         .iter()
@@ -74,6 +76,8 @@ pub(super) fn desired(tenants: &[(&str, &str, TenantStatus)]) -> Desired {
             migration("common", 2, "flags"),
         ],
         undo: BTreeMap::new(),
+        drift: DriftPolicy::Report,
+        drift_prune: false,
     };
     Desired {
         root: "/repo".into(),
@@ -1259,3 +1263,6 @@ fn extensions_are_created_when_the_login_may_and_block_the_region_otherwise() {
     "#]],
     );
 }
+
+#[path = "drift_tests.rs"]
+mod drift_tests;

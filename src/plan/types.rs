@@ -76,6 +76,23 @@ pub struct RegionPlan {
     /// period). Not changes: nothing runs until a plan made after that time includes them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scheduled: Vec<Scheduled>,
+    /// Live schemas that differ from what their recorded versions create, with the diff.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<DriftReport>,
+}
+
+/// A target whose live schema differs from the shape its recorded versions should have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftReport {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    pub schema: String,
+    /// The versions the shape is expected from (`tenant_template V5`).
+    pub expected: String,
+    /// Whether a `repair_drift` action of this plan puts it back (otherwise it blocks).
+    pub repaired: bool,
+    /// The unified diff of the normalized descriptions, expected (`-`) against live (`+`).
+    pub diff: Vec<String>,
 }
 
 /// An action planned for later.
@@ -195,6 +212,32 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         holder: Option<String>,
     },
+    /// Put back the objects of a drifted schema that carry no data (indexes, views,
+    /// functions, triggers, check and foreign-key constraints, privileges), in one transaction.
+    /// The statements are unqualified and name the schema's roles `"@owner"`/`"@rw"` and the
+    /// schema `"@schema"`: `sql::program` puts the real names in.
+    RepairDrift {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tenant: Option<String>,
+        schema: String,
+        /// The versions the definitions come from.
+        expected: String,
+        statements: Vec<String>,
+    },
+    /// Compute the expected shape of a combination of set versions (migrations 1..V run in a
+    /// scratch schema inside a transaction that is rolled back) and keep it in
+    /// `neo_reconcile.expected_shapes` under `id`, for the drift checks of later plans. Planned
+    /// for the versions targets have after this plan when no shape is cached for them.
+    ComputeShape {
+        /// The versions, as the plan names them ("tenant_template V5").
+        versions: String,
+        /// The sets and versions.
+        key: crate::observed::shape::ShapeKey,
+        /// Whether tenant schemas (`tenant`) or a region-scope set's schema (`region`) have it.
+        scope: crate::desired::Scope,
+        /// The `observed::shape::shape_id` of the key.
+        id: String,
+    },
     /// Bring `admin.database_connections` in line, in one transaction.
     UpdateRegistry {
         database: String,
@@ -220,6 +263,8 @@ impl Action {
             Action::ArchiveTenant { .. } => "archive_tenant",
             Action::DestroyTenant { .. } => "destroy_tenant",
             Action::RestoreTenant { .. } => "restore_tenant",
+            Action::RepairDrift { .. } => "repair_drift",
+            Action::ComputeShape { .. } => "compute_shape",
             Action::UpdateRegistry { .. } => "update_registry",
             Action::CloseDeadRun { .. } => "close_dead_run",
         }
@@ -228,7 +273,9 @@ impl Action {
     /// The tenant an action concerns, if any.
     pub fn tenant(&self) -> Option<&str> {
         match self {
-            Action::Migrate { tenant, .. } | Action::Rollback { tenant, .. } => tenant.as_deref(),
+            Action::Migrate { tenant, .. }
+            | Action::Rollback { tenant, .. }
+            | Action::RepairDrift { tenant, .. } => tenant.as_deref(),
             Action::CreateTenant { tenant, .. }
             | Action::SuspendTenant { tenant, .. }
             | Action::ResumeTenant { tenant, .. }
@@ -238,6 +285,7 @@ impl Action {
             Action::Bootstrap { .. }
             | Action::CreateExtension { .. }
             | Action::CloseDeadRun { .. }
+            | Action::ComputeShape { .. }
             | Action::UpdateRegistry { .. } => None,
         }
     }
@@ -305,6 +353,9 @@ pub enum BlockReason {
     RegionMove,
     /// neo-reconcile's own schema is newer than this build.
     BookkeepingTooNew,
+    /// A target's live schema differs from what its recorded versions create, and the
+    /// difference is not put back (`drift = "report"`, or tables and columns).
+    Drift,
     /// An extension `[extensions]` lists is missing and the login role may not create it (or
     /// lives in another schema): the region waits for a DBA.
     ExtensionMissing,
@@ -334,6 +385,10 @@ pub struct Summary {
     pub restore_tenant: usize,
     #[serde(default)]
     pub create_extension: usize,
+    #[serde(default)]
+    pub repair_drift: usize,
+    #[serde(default)]
+    pub compute_shape: usize,
     pub update_registry: usize,
     #[serde(default)]
     pub close_dead_run: usize,

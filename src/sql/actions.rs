@@ -122,7 +122,12 @@ pub fn program(
         }
         Action::Migrate { .. } => return migrate_program(action, desired, region),
         Action::Rollback { .. } => return super::undo::rollback_program(action, desired, region),
+        Action::RepairDrift { .. } => super::drift::repair_program(action, desired),
         Action::UpdateRegistry { upsert, delete, .. } => registry_update(upsert, delete),
+        // Run by `apply::shape`: the migrations' SQL, the description, then the cache row.
+        Action::ComputeShape { versions, .. } => vec![Step::Note(format!(
+            "in a transaction that is rolled back (statement_timeout 60s, lock_timeout 5s): create a scratch schema and its roles as for a new target, run the migrations of {versions} in it as its owner, describe it; then INSERT INTO neo_reconcile.expected_shapes the description (or the migration's error)"
+        ))],
         // Done by apply's own bookkeeping under the region lock, which every apply runs.
         Action::CloseDeadRun { .. } => vec![Step::Note(
             "the region lock is taken and its lock_holder row replaced; the run's start marks the runs still marked running as interrupted".into(),
@@ -448,6 +453,8 @@ fn lifecycle(action: &Action) -> Vec<Step> {
         | Action::Migrate { .. }
         | Action::CloseDeadRun { .. }
         | Action::Rollback { .. }
+        | Action::RepairDrift { .. }
+        | Action::ComputeShape { .. }
         | Action::UpdateRegistry { .. } => unreachable!("not a lifecycle action"),
     }
 }

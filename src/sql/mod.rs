@@ -15,6 +15,7 @@
 //! Pure data: nothing here talks to a database.
 
 mod actions;
+mod drift;
 #[cfg(test)]
 mod join_tests;
 mod split;

@@ -6,6 +6,7 @@ mod apply;
 mod corpus;
 mod daemon;
 mod daemon_vault;
+mod drift;
 mod extensions;
 mod harness;
 mod migrations;

@@ -924,6 +924,14 @@ fn the_catalog_comparison_notices_one_tenant_schema_that_differs() {
     add_probes(&w);
     w.neo("apply", &["--auto-approve"]).expect_code(0);
     assert_converged(&w, &["acme".to_string(), "globex".to_string()]);
+    // The plan's own drift detection would report the column first (see drift.rs): turned
+    // off here, so that the test's catalog comparison is what must notice it.
+    w.edit("neo.toml", |s| {
+        s.replace(
+            "depends_on = [\"platform_common\"]",
+            "depends_on = [\"platform_common\"]\ndrift = \"off\"",
+        )
+    });
     w.us.psql(
         "neo_us",
         "ALTER TABLE tenant_globex.projects ADD COLUMN extra int",

@@ -14,7 +14,7 @@ use super::tree::Cx;
 use crate::desired::diagnostic::SourceText;
 use crate::desired::identifiers;
 use crate::desired::raw::{RawNeo, RawSchemaSet};
-use crate::desired::schema_set::{SchemaSet, Scope};
+use crate::desired::schema_set::{DriftPolicy, SchemaSet, Scope};
 
 /// Schema names neo-reconcile or PostgreSQL own, which no region-scope set may use.
 const RESERVED_SCHEMAS: [&str; 4] = ["neo_reconcile", "admin", "public", "information_schema"];
@@ -148,6 +148,22 @@ impl Cx {
         };
         set_ok &= self.check_depends_on(src, &field, name, scope, raw, declared);
         let undo = migrations.undo;
+        let drift = match &raw.drift {
+            None => Some(DriftPolicy::default()),
+            Some(value) => {
+                let policy = DriftPolicy::parse(value.get_ref());
+                if policy.is_none() {
+                    self.diags.error(
+                        src,
+                        value.span(),
+                        format!("{field}.drift"),
+                        format!("unknown drift policy {:?}: use \"report\" (block drifted targets with the diff), \"repair\" (put back indexes, views, functions, triggers, constraints and privileges) or \"off\"", value.get_ref()),
+                    );
+                }
+                policy
+            }
+        };
+        set_ok &= drift.is_some();
         let set = match (scope, migrations.valid, target, set_ok) {
             (Some(scope), Some(migrations), Some(target), true) => Some(SchemaSet {
                 name: name.clone(),
@@ -156,6 +172,8 @@ impl Cx {
                 depends_on: raw.depends_on.iter().map(|d| d.get_ref().clone()).collect(),
                 migrations,
                 undo,
+                drift: drift.unwrap_or_default(),
+                drift_prune: raw.drift_prune.as_ref().is_some_and(|p| *p.get_ref()),
             }),
             _ => None,
         };

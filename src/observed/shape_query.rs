@@ -1,0 +1,277 @@
+//! Observing live-schema shapes: a fixed number of read-only queries per region whatever the
+//! number of tenants. One catalog query (`describe.sql`) returns the fingerprint of every
+//! checked schema, computed by the server; one reads the expected shapes apply cached in
+//! `neo_reconcile.expected_shapes` (see `apply::shape`); one the accepted ones; and one more
+//! describes, line by line, only the schemas whose fingerprint differs from the expected one.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sqlx::postgres::PgConnection;
+use sqlx::{Connection, Row};
+
+use super::postgres::ObserveError;
+use super::shape::{
+    shape_id, targets, Accepted, Expected, Shape, ShapeEntry, ShapeKey, Shapes, DESCRIBE,
+};
+use super::state::Bookkeeping;
+use crate::desired::{DriftPolicy, SchemaSet};
+
+/// Observes the shapes of a region's checked schemas (see [`targets`]) in a fixed number of
+/// read-only queries: the fingerprints of all of them, the cached expected shapes, the
+/// accepted ones, and the descriptions of only those whose fingerprint differs.
+pub async fn observe_shapes(
+    conn: &mut PgConnection,
+    sets: &[SchemaSet],
+    bookkeeping: &Bookkeeping,
+) -> Result<Shapes, ObserveError> {
+    if sets.iter().all(|s| s.drift == DriftPolicy::Off) {
+        return Ok(Shapes::default());
+    }
+    if bookkeeping.version < DRIFT_SINCE {
+        // Nothing is cached before the bookkeeping has the table.
+        return Ok(Shapes {
+            cache_read: true,
+            ..Shapes::default()
+        });
+    }
+    let targets = targets(sets, bookkeeping);
+    let keys: BTreeMap<String, ShapeKey> = targets
+        .values()
+        .filter_map(|t| shape_id(sets, &t.key).map(|id| (id, t.key.clone())))
+        .collect();
+    let (computed, expected) = read_expected(conn, &keys).await?;
+    let unchecked = Shapes {
+        computed: computed.clone(),
+        cache_read: true,
+        ..Shapes::default()
+    };
+    // Only the schemas whose expected shape is known are fingerprinted.
+    let names: Vec<String> = targets
+        .iter()
+        .filter(|(_, t)| matches!(expected.get(&t.key), Some(Expected::Known(_))))
+        .map(|(schema, _)| schema.clone())
+        .collect();
+    if names.is_empty() {
+        return Ok(Shapes {
+            targets,
+            expected,
+            ..unchecked
+        });
+    }
+    let fingerprints = match describe(conn, &names, false).await {
+        Ok(found) => found,
+        Err(ObserveError::Query(e)) if is_lock_timeout(&e) => {
+            tracing::warn!("A checked schema is locked (another session holds an exclusive lock on one of its tables or views): live-schema drift is not checked in this region this time.");
+            return Ok(unchecked);
+        }
+        Err(e) => return Err(e),
+    };
+    let fingerprints: BTreeMap<String, String> = fingerprints
+        .into_iter()
+        .map(|(schema, shape)| (schema, shape.fingerprint))
+        .collect();
+    let accepted = read_accepted(conn).await?;
+    let differing: Vec<String> = fingerprints
+        .iter()
+        .filter(|(schema, _)| {
+            accepted.get(*schema).map_or(true, |a: &Accepted| {
+                a.versions != targets[*schema].key.to_string()
+                    || Some(&a.fingerprint) != fingerprints.get(*schema)
+            })
+        })
+        .filter(|(schema, fingerprint)| {
+            matches!(expected.get(&targets[*schema].key),
+                Some(Expected::Known(shape)) if shape.fingerprint != **fingerprint)
+        })
+        .map(|(schema, _)| schema.clone())
+        .collect();
+    let live = if differing.is_empty() {
+        BTreeMap::new()
+    } else {
+        match describe(conn, &differing, true).await {
+            Ok(found) => found,
+            Err(ObserveError::Query(e)) if is_lock_timeout(&e) => {
+                tracing::warn!("A drifted schema is locked: live-schema drift is not checked in this region this time.");
+                return Ok(unchecked);
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    Ok(Shapes {
+        targets,
+        fingerprints,
+        live,
+        expected,
+        computed,
+        cache_read: true,
+        accepted,
+    })
+}
+
+/// The bookkeeping version that has `neo_reconcile.accepted_drift` and
+/// `neo_reconcile.expected_shapes`.
+const DRIFT_SINCE: u32 = 6;
+
+/// The ids of every expected shape cached for this server's major version, and the shapes
+/// themselves for `keys` (by id), in a read-only transaction.
+async fn read_expected(
+    conn: &mut PgConnection,
+    keys: &BTreeMap<String, ShapeKey>,
+) -> Result<(BTreeSet<String>, BTreeMap<ShapeKey, Expected>), ObserveError> {
+    let ids: Vec<&str> = keys.keys().map(String::as_str).collect();
+    let mut tx = conn.begin().await?;
+    sqlx::query("SET TRANSACTION READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let rows = sqlx::query(
+        "SELECT id, fingerprint, failure, CASE WHEN id = ANY($1) THEN entries END AS entries
+         FROM neo_reconcile.expected_shapes
+         WHERE server_major = current_setting('server_version_num')::int / 10000",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let mut computed = BTreeSet::new();
+    let mut expected = BTreeMap::new();
+    for r in &rows {
+        let id: String = r.try_get("id")?;
+        if let Some(key) = keys.get(&id) {
+            let failure: Option<String> = r.try_get("failure")?;
+            let entries: Option<String> = r.try_get("entries")?;
+            let shape = match (failure, entries) {
+                (Some(reason), _) => Expected::Failed { reason },
+                (None, Some(json)) => Expected::Known(Shape {
+                    fingerprint: r
+                        .try_get::<Option<String>, _>("fingerprint")?
+                        .unwrap_or_default(),
+                    entries: parse_entries(&json).map_err(|message| ObserveError::Corrupt {
+                        table: "neo_reconcile.expected_shapes",
+                        message,
+                    })?,
+                }),
+                (None, None) => {
+                    return Err(ObserveError::Corrupt {
+                        table: "neo_reconcile.expected_shapes",
+                        message: format!("row {id} has neither a shape nor a failure"),
+                    })
+                }
+            };
+            expected.insert(key.clone(), shape);
+        }
+        computed.insert(id);
+    }
+    Ok((computed, expected))
+}
+
+/// The latest accepted live shape of each schema, in a read-only transaction.
+async fn read_accepted(
+    conn: &mut PgConnection,
+) -> Result<BTreeMap<String, Accepted>, ObserveError> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("SET TRANSACTION READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let rows = sqlx::query(
+        "SELECT DISTINCT ON (target_schema) target_schema, versions, fingerprint
+         FROM neo_reconcile.accepted_drift ORDER BY target_schema, id DESC",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("target_schema")?,
+                Accepted {
+                    versions: r.try_get("versions")?,
+                    fingerprint: r.try_get("fingerprint")?,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// How long the description of live schemas waits for a lock: deparsing a view locks the
+/// tables it reads, and an exclusive lock held elsewhere must not stall the plan.
+const DESCRIBE_LOCK_TIMEOUT: &str = "500ms";
+
+/// Whether an error is a lock timeout (SQLSTATE 55P03).
+fn is_lock_timeout(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "55P03")
+}
+
+/// Runs the description query in a read-only transaction.
+async fn describe(
+    conn: &mut PgConnection,
+    schemas: &[String],
+    with_lines: bool,
+) -> Result<BTreeMap<String, Shape>, ObserveError> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("SET TRANSACTION READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SELECT set_config('lock_timeout', $1, true)")
+        .bind(DESCRIBE_LOCK_TIMEOUT)
+        .execute(&mut *tx)
+        .await?;
+    let shapes = describe_in(&mut tx, schemas, with_lines).await?;
+    tx.commit().await?;
+    Ok(shapes)
+}
+
+/// Runs the description query in the current transaction (`search_path` empty until its
+/// end).
+pub(crate) async fn describe_in(
+    conn: &mut PgConnection,
+    schemas: &[String],
+    with_lines: bool,
+) -> Result<BTreeMap<String, Shape>, ObserveError> {
+    // Definitions are deparsed against `search_path`: with only `pg_catalog` on it, every
+    // other schema is named, so a live schema and a scratch one read alike.
+    sqlx::query("SELECT set_config('search_path', '', true)")
+        .execute(&mut *conn)
+        .await?;
+    let rows = sqlx::query(DESCRIBE)
+        .bind(schemas)
+        .bind(with_lines)
+        .fetch_all(conn)
+        .await?;
+    let mut out = BTreeMap::new();
+    for r in &rows {
+        let schema: String = r.try_get("schema")?;
+        let entries: Option<String> = r.try_get("entries")?;
+        let entries = match entries {
+            None => Vec::new(),
+            Some(json) => parse_entries(&json).map_err(|message| ObserveError::Corrupt {
+                table: "the schema description",
+                message,
+            })?,
+        };
+        out.insert(
+            schema,
+            Shape {
+                fingerprint: r.try_get("fingerprint")?,
+                entries,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// The JSON lines of the description: `[object, line, create, drop]` each.
+fn parse_entries(json: &str) -> Result<Vec<ShapeEntry>, String> {
+    type Raw = (String, String, Option<String>, Option<String>);
+    let raw: Vec<Raw> = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    Ok(raw
+        .into_iter()
+        .map(|(object, line, create, drop)| ShapeEntry {
+            object,
+            line,
+            create,
+            drop,
+        })
+        .collect())
+}

@@ -1,0 +1,217 @@
+//! Live-schema drift against real clusters: out-of-band changes in tenant and region-scope
+//! schemas are reported with their diff lines, block under `drift = "report"`, and are put
+//! back under `drift = "repair"` as far as they carry no data.
+
+use crate::world::World;
+
+/// A world applied once, with two more active tenants in us-east (`d1`, and `d2` pinned at
+/// V4, behind the fleet), so that each out-of-band change has a tenant of its own.
+fn applied_world() -> World {
+    let w = World::new();
+    for (slug, pin) in [("d1", ""), ("d2", "\n[schema_sets]\ntenant_template = 4\n")] {
+        w.write(
+            &format!("tenants/{slug}.toml"),
+            &format!("slug = \"{slug}\"\nregion = \"us-east\"\nresidency = \"US\"\nstatus = \"active\"\n{pin}"),
+        );
+    }
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    w
+}
+
+/// The out-of-band changes: an index dropped in acme, a column added in globex, a view
+/// replaced in d1, a grant to a role that should not have it in d2, and a view dropped in
+/// eu-west's platform_common.
+fn break_things(w: &World) {
+    w.us.psql(
+        "neo_us",
+        "CREATE ROLE intruder NOLOGIN;
+         DROP INDEX tenant_acme.projects_owner_id_idx;
+         ALTER TABLE tenant_globex.users ADD COLUMN nickname text;
+         CREATE OR REPLACE VIEW tenant_d1.active_projects AS
+             SELECT p.id, p.name, p.description, p.visibility, p.created_at, p.updated_at,
+                    u.id AS owner_id, u.display_name AS owner_name, u.email AS owner_email
+               FROM tenant_d1.projects p JOIN tenant_d1.users u ON u.id = p.owner_id;
+         GRANT SELECT ON tenant_d2.users TO intruder;",
+    );
+    w.eu.psql("neo_eu", "DROP VIEW platform_common.plan_features;");
+}
+
+#[test]
+fn drift_is_reported_with_its_diff_and_blocks_the_target() {
+    let w = applied_world();
+    // A clean fleet, with acme pinned at V6 (a no-transaction migration), d2 pinned at V4 and
+    // the others at V5, has no drift: each is compared with the shape of its own versions.
+    w.neo("plan", &["--detailed-exitcode"]).expect_code(0);
+    break_things(&w);
+    let run = w.neo("plan", &["--detailed-exitcode"]);
+    run.expect_code(1);
+    let out = &run.stdout;
+    for expected in [
+        "! drift tenant acme: tenant_template V6 (schema tenant_acme, blocked)",
+        "      -index projects_owner_id_idx ON projects USING btree (owner_id)",
+        "! drift tenant globex: tenant_template V5 (schema tenant_globex, blocked)",
+        "      +column users.nickname text NULL",
+        "! drift tenant d1: tenant_template V5",
+        "! drift tenant d2: tenant_template V4",
+        "      +grant SELECT on table users to intruder",
+        "! drift platform_common: platform_common V3 (schema platform_common, blocked)",
+        "      -view plan_features AS",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    // The view's diff shows its old and new definition.
+    assert!(
+        out.contains("      -view active_projects AS")
+            && out.contains("      +view active_projects AS"),
+        "{out}"
+    );
+    // Only the changed tenants drift: hooli and stark (eu-west) do not.
+    assert!(
+        !out.contains("drift tenant hooli") && !out.contains("drift tenant stark"),
+        "{out}"
+    );
+    // The JSON and Markdown plans carry the same entries.
+    let json = w.neo("plan", &["--format", "json"]).json();
+    let drift: Vec<&serde_json::Value> = json["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["drift"].as_array().cloned().unwrap_or_default())
+        .collect::<Vec<_>>()
+        .leak()
+        .iter()
+        .collect();
+    assert_eq!(drift.len(), 5, "{json}");
+    assert!(drift.iter().any(|d| d["tenant"] == "globex"
+        && d["diff"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l == "+column users.nickname text NULL")));
+    let md = w.neo("plan", &["--format", "markdown"]).stdout;
+    assert!(md.contains("+column users.nickname text NULL"), "{md}");
+}
+
+#[test]
+fn drift_repair_puts_back_definitions_and_grants_and_leaves_columns_blocked() {
+    let w = applied_world();
+    w.edit("neo.toml", |s| {
+        s.replace(
+            "depends_on = [\"platform_common\"]",
+            "depends_on = [\"platform_common\"]\ndrift = \"repair\"",
+        )
+        .replace(
+            "scope = \"region\"          #",
+            "drift = \"repair\"\nscope = \"region\"          #",
+        )
+    });
+    w.neo("plan", &["--detailed-exitcode"]).expect_code(0);
+    break_things(&w);
+    // A grant taken away is drift too.
+    w.us.psql(
+        "neo_us",
+        "REVOKE SELECT ON tenant_d2.projects FROM tenant_d2_rw;",
+    );
+    let run = w.neo("plan", &["--detailed-exitcode", "--show-sql"]);
+    // globex's added column cannot be put back: the plan stays blocked.
+    run.expect_code(1);
+    let out = &run.stdout;
+    for expected in [
+        "~ repair_drift tenant acme: put back 1 object definition of tenant_template V6 in schema tenant_acme",
+        "| CREATE INDEX projects_owner_id_idx ON projects USING btree (owner_id);",
+        "~ drift tenant acme: tenant_template V6 (schema tenant_acme, repaired)",
+        "~ repair_drift tenant d1:",
+        "| DROP VIEW active_projects;",
+        "~ repair_drift tenant d2:",
+        "| REVOKE SELECT ON TABLE users FROM intruder;",
+        "| GRANT SELECT ON TABLE projects TO \"tenant_d2_rw\";",
+        "~ repair_drift platform_common:",
+        "! drift tenant globex: tenant_template V5 (schema tenant_globex, blocked)",
+        "      +column users.nickname text NULL",
+        "! blocked tenant globex: the live schema tenant_globex differs",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    w.neo("apply", &["--auto-approve"]);
+    // Everything but the column is back; the next plan shows only globex.
+    let after = w.neo("plan", &["--detailed-exitcode"]);
+    after.expect_code(1);
+    assert_eq!(
+        after.stdout.matches(" drift ").count(),
+        1,
+        "{}",
+        after.stdout
+    );
+    assert!(
+        after.stdout.contains("! drift tenant globex"),
+        "{}",
+        after.stdout
+    );
+    assert_eq!(
+        w.us.psql(
+            "neo_us",
+            "SELECT has_table_privilege('intruder', 'tenant_d2.users', 'SELECT'),
+                    has_table_privilege('tenant_d2_rw', 'tenant_d2.projects', 'SELECT'),
+                    to_regclass('tenant_acme.projects_owner_id_idx') IS NOT NULL"
+        )
+        .trim(),
+        "f|t|t"
+    );
+    for slug in ["acme", "d1", "d2"] {
+        w.neo("plan", &["--tenant", slug, "--detailed-exitcode"])
+            .expect_code(0);
+    }
+}
+
+#[test]
+fn accept_drift_unblocks_one_tenant_and_records_who_accepted_it() {
+    let w = applied_world();
+    break_things(&w);
+    let accept = w.neo(
+        "adopt",
+        &["--accept-drift", "globex", "--reason", "hotfix INC-42"],
+    );
+    accept.expect_code(0);
+    assert!(
+        accept
+            .stdout
+            .contains("accepted the live shape of tenant_globex at tenant_template V5"),
+        "{}",
+        accept.stdout
+    );
+    let plan = w.neo("plan", &["--region", "us-east"]);
+    assert!(
+        !plan.stdout.contains("drift tenant globex"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("! drift tenant acme"),
+        "{}",
+        plan.stdout
+    );
+    w.neo("plan", &["--tenant", "globex", "--detailed-exitcode"])
+        .expect_code(0);
+    let row = w.us.psql(
+        "neo_us",
+        "SELECT target_schema, versions, reason, accepted_by LIKE '%(neo_migrator)'
+         FROM neo_reconcile.accepted_drift",
+    );
+    assert_eq!(
+        row.trim(),
+        "tenant_globex|tenant_template V5|hotfix INC-42|t"
+    );
+    // A further change is drift again.
+    w.us.psql(
+        "neo_us",
+        "ALTER TABLE tenant_globex.users ADD COLUMN nickname2 text;",
+    );
+    let again = w.neo("plan", &["--tenant", "globex", "--detailed-exitcode"]);
+    again.expect_code(1);
+    assert!(
+        again.stdout.contains("+column users.nickname text NULL")
+            && again.stdout.contains("+column users.nickname2 text NULL"),
+        "{}",
+        again.stdout
+    );
+}
