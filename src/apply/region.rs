@@ -184,7 +184,7 @@ async fn apply_locked(
         return report;
     }
     run_tenants(&runner, &actions).await;
-    report.applied += compute_shapes(run, &actions).await;
+    report.applied += compute_shapes(run, lock_conn, &actions).await;
 
     let r = runner
         .results
@@ -236,11 +236,15 @@ async fn run_region_targets(
 
 /// The expected shapes to compute, last: they only serve the drift checks of later plans, so
 /// one that cannot be computed now is a warning and the next apply tries again. Returns how
-/// many were recorded (a lasting failure is recorded too, and logged).
-async fn compute_shapes(run: &RegionRun<'_>, actions: &[&Action]) -> usize {
+/// many were recorded (a lasting failure is recorded too, and logged). They run on the lock's
+/// own connection, which holds nothing else meanwhile.
+async fn compute_shapes(
+    run: &RegionRun<'_>,
+    conn: &mut PgConnection,
+    actions: &[&Action],
+) -> usize {
     let name = run.region.name.as_str();
     let mut done = 0;
-    let mut conn = None;
     for action in actions {
         let Action::ComputeShape {
             versions,
@@ -254,17 +258,7 @@ async fn compute_shapes(run: &RegionRun<'_>, actions: &[&Action]) -> usize {
         if run.shutdown.is_requested() {
             break;
         }
-        if conn.is_none() {
-            match run.connector.connect_region().await {
-                Ok(c) => conn = Some(c),
-                Err(e) => {
-                    tracing::warn!(region = %name, error = %e, "Expected shapes not computed: no connection; the next apply tries again.");
-                    break;
-                }
-            }
-        }
-        let c = conn.as_mut().expect("connected above");
-        match super::shape::compute(c, run.desired, run.ctx, key, id, *scope).await {
+        match super::shape::compute(conn, run.desired, run.ctx, key, id, *scope).await {
             Ok(()) => {
                 tracing::info!(region = %name, versions = %versions, "Computed the expected shape.");
                 done += 1;
@@ -277,9 +271,6 @@ async fn compute_shapes(run: &RegionRun<'_>, actions: &[&Action]) -> usize {
                 tracing::warn!(region = %name, versions = %versions, reason = %f.reason, "Expected shape not computed; the next apply tries again.");
             }
         }
-    }
-    if let Some(c) = conn {
-        c.close().await.ok();
     }
     done
 }

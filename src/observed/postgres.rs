@@ -114,10 +114,9 @@ async fn observe_database(
     let mut conn = connector.connect_region().await?;
     let state = match read_region(&mut conn, control_plane_db).await {
         Ok((mut state, cp_exists)) => {
-            let shapes = match &state.bookkeeping {
-                Some(bk) => super::shape_query::observe_shapes(&mut conn, sets, bk).await,
-                None => Ok(Default::default()),
-            };
+            let shapes =
+                super::shape_query::observe_shapes(&mut conn, sets, state.bookkeeping.as_ref())
+                    .await;
             shapes.map(|shapes| {
                 state.shapes = shapes;
                 (state, cp_exists)

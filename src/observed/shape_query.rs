@@ -22,18 +22,18 @@ use crate::desired::{DriftPolicy, SchemaSet};
 pub async fn observe_shapes(
     conn: &mut PgConnection,
     sets: &[SchemaSet],
-    bookkeeping: &Bookkeeping,
+    bookkeeping: Option<&Bookkeeping>,
 ) -> Result<Shapes, ObserveError> {
     if sets.iter().all(|s| s.drift == DriftPolicy::Off) {
         return Ok(Shapes::default());
     }
-    if bookkeeping.version < DRIFT_SINCE {
+    let Some(bookkeeping) = bookkeeping.filter(|b| b.version >= DRIFT_SINCE) else {
         // Nothing is cached before the bookkeeping has the table.
         return Ok(Shapes {
             cache_read: true,
             ..Shapes::default()
         });
-    }
+    };
     let targets = targets(sets, bookkeeping);
     let keys: BTreeMap<String, ShapeKey> = targets
         .values()

@@ -369,6 +369,15 @@ pub fn summary_line(s: &Summary) -> String {
     } else {
         String::new()
     };
+    let shapes = if s.compute_shape > 0 {
+        format!(
+            ", {} expected shape{} to compute",
+            s.compute_shape,
+            if s.compute_shape == 1 { "" } else { "s" }
+        )
+    } else {
+        String::new()
+    };
     let repairs = if s.repair_drift > 0 {
         format!(
             ", {} drifted schema{} to repair",
@@ -390,7 +399,7 @@ pub fn summary_line(s: &Summary) -> String {
     };
     let _ = write!(
         line,
-        "Plan: {} to bootstrap{extensions}{dead}, {} to create, {} to migrate{rollback}{repairs}, {} to suspend, {} to resume, {} to archive{restore}, {} to destroy, {} registry update{}; {} blocked",
+        "Plan: {} to bootstrap{extensions}{dead}, {} to create, {} to migrate{rollback}{repairs}{shapes}, {} to suspend, {} to resume, {} to archive{restore}, {} to destroy, {} registry update{}; {} blocked",
         s.bootstrap,
         s.create_tenant,
         s.migrate,

@@ -202,7 +202,7 @@ fn two_applies_at_once_one_applies_the_other_finds_nothing_to_do() {
     assert_eq!(first.status.code(), Some(0), "{out1}");
     assert_eq!(second.status.code(), Some(0), "{out2}\n{err2}");
     assert!(
-        out1.contains("Region us-east: 3 action(s) applied"),
+        out1.contains("Region us-east: 4 action(s) applied"),
         "{out1}"
     );
     assert!(out2.contains("Region us-east: no changes"), "{out2}");
