@@ -221,6 +221,21 @@ fn main() {
             );
             write_tenants(&tree, &config);
             setup_tenants_with_sql(&tree, &clusters, &config);
+            if config.drift {
+                // The expected shape of the tenants' versions, computed and kept by apply as
+                // after any real migration (its only action here).
+                let out = neo(
+                    &["apply", path_str(&tree), "--auto-approve"],
+                    work.path(),
+                    "setup-shapes",
+                );
+                assert_eq!(
+                    out.code,
+                    0,
+                    "expected-shape apply failed; see {}",
+                    out.stderr.display()
+                );
+            }
             println!(
                 "setup: bootstrap apply + SQL created {} tenants at tenant_template V{} in {:.1?}",
                 config.tenants,
@@ -897,7 +912,20 @@ fn check_pending_plan(plan: &serde_json::Value, config: &Config) {
     assert_eq!(summary["migrate"], config.tenants, "summary: {summary}");
     assert_eq!(summary["blocked"], 0, "summary: {summary}");
     assert_eq!(summary["unreachable"], 0, "summary: {summary}");
-    assert_eq!(summary["changes"], config.tenants + 1, "summary: {summary}");
+    // With drift detection on, apply will also compute the shape of the new version, once
+    // per region.
+    let shapes = summary["compute_shape"].as_u64().unwrap_or(0) as usize;
+    let regions = plan["regions"].as_array().unwrap().len();
+    assert_eq!(
+        shapes,
+        if config.drift { regions } else { 0 },
+        "summary: {summary}"
+    );
+    assert_eq!(
+        summary["changes"],
+        config.tenants + 1 + shapes,
+        "summary: {summary}"
+    );
     let mut migrates = 0;
     for region in plan["regions"].as_array().unwrap() {
         for action in region["actions"].as_array().unwrap() {
@@ -910,6 +938,12 @@ fn check_pending_plan(plan: &serde_json::Value, config: &Config) {
                 }
                 "update_registry" => {
                     assert_eq!(action["upsert"].as_array().unwrap().len(), config.tenants);
+                }
+                "compute_shape" => {
+                    assert_eq!(
+                        action["versions"],
+                        format!("tenant_template V{}", config.to)
+                    );
                 }
                 other => panic!("unexpected action {other}: {action}"),
             }

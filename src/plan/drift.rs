@@ -182,6 +182,12 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
             // its history row not written); it is written to run again over them.
             return true;
         }
+        if self.undoing_without_transaction(tenant, &target) {
+            // A rollback whose first undo file runs outside a transaction: a failed attempt
+            // of it leaves the schema between two shapes (some of its statements done), and
+            // the file is written to run again over that.
+            return true;
+        }
         let fix = repair(&expected.entries, live, target.prune);
         let repairable = target.policy == DriftPolicy::Repair && fix.unrepairable.is_empty();
         self.out.drift.push(DriftReport {
@@ -229,6 +235,22 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
             };
             goal > *version && set.migration(version + 1).is_some_and(|m| m.no_transaction)
         })
+    }
+
+    /// Whether this plan rolls one of the target's sets back, starting with a
+    /// `-- neo:no-transaction` undo file.
+    fn undoing_without_transaction(&self, tenant: Option<&str>, target: &Target) -> bool {
+        self.desired.policy.allow_rollback
+            && target.key.0.iter().any(|(name, version)| {
+                let Some(set) = self.desired.schema_set(name) else {
+                    return false;
+                };
+                let goal = match tenant.and_then(|t| self.desired.tenants.get(t)) {
+                    Some(t) => t.target_of(set),
+                    None => set.target,
+                };
+                goal < *version && set.undo.get(version).is_some_and(|u| u.no_transaction)
+            })
     }
 
     /// The observed target of a schema, if it is checked for drift.

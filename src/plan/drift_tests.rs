@@ -4,7 +4,7 @@
 use expect_test::expect;
 
 use super::*;
-use crate::observed::shape::{Expected, Shape, ShapeEntry, ShapeKey, Target};
+use crate::observed::shape::{shape_id, Expected, Shape, ShapeEntry, ShapeKey, Target};
 
 fn entry(object: &str, line: &str, create: Option<&str>, drop: Option<&str>) -> ShapeEntry {
     ShapeEntry {
@@ -357,4 +357,101 @@ fn same_fingerprint_or_unknown_expected_shape_is_no_drift() {
         Plan: 0 to bootstrap, 0 to create, 2 to migrate, 0 to suspend, 0 to resume, 0 to archive, 0 to destroy, 1 registry update; 0 blocked.
     "#]],
     );
+}
+
+/// Two tenants at `app` V2 (target V3) with the expected-shape cache read; `cached` are the
+/// versions whose shape is in it.
+fn with_cache(d: &Desired, cached: &[u32]) -> Observed {
+    let mut o = us_only(d, &[("acme", Active, 2), ("beta", Active, 2)]);
+    let shapes = &mut us_state(&mut o).shapes;
+    shapes.cache_read = true;
+    for v in cached {
+        let key = ShapeKey(vec![("app".into(), *v)]);
+        shapes
+            .computed
+            .insert(shape_id(&d.schema_sets, &key).unwrap());
+    }
+    o
+}
+
+#[test]
+fn an_expected_shape_not_cached_is_computed_for_the_versions_targets_have_after_the_plan() {
+    let d = desired(&[("acme", "us", Active), ("beta", "us", Active)]);
+    // V2 is cached, the targets move to V3: V3's shape is computed, once for both.
+    check(
+        &d,
+        &with_cache(&d, &[2]),
+        &only_us(),
+        expect![[r#"
+            neo-reconcile plan: desired state d1e2s3i4r5e6
+
+            Region us (db_us at 127.0.0.1:5432): 4 changes, 0 blocked
+              ~ migrate tenant acme: app 2 -> 3 in schema tenant_acme
+                  V3 view
+              ~ migrate tenant beta: app 2 -> 3 in schema tenant_beta
+                  V3 view
+              + compute_shape app V3: run its migrations in a scratch schema that is never committed, keep the shape for drift checks
+              ~ update_registry admin.database_connections in database neo_admin (2 upserted, 0 deleted)
+                  --- admin.database_connections (live)
+                  +++ admin.database_connections (planned)
+                  @@ -1,2 +1,2 @@
+                  -acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=2
+                  +acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=3
+                  -beta region=us at=127.0.0.1:5432/db_us schema=tenant_beta status=active versions=app=2
+                  +beta region=us at=127.0.0.1:5432/db_us schema=tenant_beta status=active versions=app=3
+
+            Plan: 0 to bootstrap, 0 to create, 2 to migrate, 1 expected shape to compute, 0 to suspend, 0 to resume, 0 to archive, 0 to destroy, 1 registry update; 0 blocked.
+        "#]],
+    );
+    // V3 is cached already: nothing more.
+    let plan = plan(&d, &with_cache(&d, &[2, 3]), &only_us());
+    assert_eq!(plan.summary.compute_shape, 0);
+    // The cache could not be read (a lock timeout, say): nothing is computed blindly.
+    let plan = plan_of(
+        &d,
+        &us_only(&d, &[("acme", Active, 2), ("beta", Active, 2)]),
+    );
+    assert_eq!(plan.summary.compute_shape, 0);
+}
+
+#[test]
+fn a_tenant_pinned_behind_gets_the_shape_of_its_own_versions_and_drift_off_gets_none() {
+    let mut d = desired(&[("acme", "us", Active), ("beta", "us", Active)]);
+    d.tenants
+        .get_mut("beta")
+        .unwrap()
+        .pins
+        .insert("app".into(), 2);
+    check(
+        &d,
+        &with_cache(&d, &[]),
+        &only_us(),
+        expect![[r#"
+            neo-reconcile plan: desired state d1e2s3i4r5e6
+
+            Region us (db_us at 127.0.0.1:5432): 4 changes, 0 blocked
+              ~ migrate tenant acme: app 2 -> 3 in schema tenant_acme
+                  V3 view
+              + compute_shape app V2: run its migrations in a scratch schema that is never committed, keep the shape for drift checks
+              + compute_shape app V3: run its migrations in a scratch schema that is never committed, keep the shape for drift checks
+              ~ update_registry admin.database_connections in database neo_admin (1 upserted, 0 deleted)
+                  --- admin.database_connections (live)
+                  +++ admin.database_connections (planned)
+                  @@ -1 +1 @@
+                  -acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=2
+                  +acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=3
+
+            Plan: 0 to bootstrap, 0 to create, 1 to migrate, 2 expected shapes to compute, 0 to suspend, 0 to resume, 0 to archive, 0 to destroy, 1 registry update; 0 blocked.
+        "#]],
+    );
+    for set in &mut d.schema_sets {
+        set.drift = DriftPolicy::Off;
+    }
+    let plan = plan(&d, &with_cache(&d, &[]), &only_us());
+    assert_eq!(plan.summary.compute_shape, 0);
+}
+
+/// The plan of the us region.
+fn plan_of(d: &Desired, o: &Observed) -> Plan {
+    plan(d, o, &only_us())
 }

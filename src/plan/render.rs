@@ -238,7 +238,7 @@ pub fn action_line(action: &Action) -> String {
             if statements.len() == 1 { "" } else { "s" }
         ),
         Action::ComputeShape { versions, .. } => format!(
-            "+ compute_shape {versions}: run its migrations in a scratch schema (rolled back) and keep the shape for drift checks"
+            "+ compute_shape {versions}: run its migrations in a scratch schema that is never committed, keep the shape for drift checks"
         ),
         Action::UpdateRegistry { database, upsert, delete, .. } => format!(
             "~ update_registry admin.database_connections in database {database} ({} upserted, {} deleted)",

@@ -32,7 +32,9 @@ fn empty_clusters_plan_a_full_bootstrap() {
             "create_tenant",
             "migrate",
             "create_tenant",
-            "migrate"
+            "migrate",
+            "compute_shape", // platform_common V3, then tenant_template V5
+            "compute_shape"
         ]
     );
     assert_eq!(
@@ -48,6 +50,9 @@ fn empty_clusters_plan_a_full_bootstrap() {
             "create_tenant",
             "migrate",
             "suspend_tenant", // globex, initech
+            "compute_shape",  // platform_common V3, tenant_template V5 and V6 (acme's pin)
+            "compute_shape",
+            "compute_shape",
             "update_registry"
         ]
     );
@@ -60,7 +65,8 @@ fn empty_clusters_plan_a_full_bootstrap() {
             }
         }
     }
-    assert_eq!(plan["summary"]["changes"], 17);
+    assert_eq!(plan["summary"]["changes"], 22);
+    assert_eq!(plan["summary"]["compute_shape"], 5);
     assert_eq!(plan["summary"]["create_tenant"], 5);
     assert_eq!(plan["summary"]["blocked"], 0);
 }
@@ -303,7 +309,7 @@ fn plan_output_formats_and_saved_plan() {
     let file: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(file["format_version"], 1);
-    assert_eq!(file["summary"]["changes"], 17);
+    assert_eq!(file["summary"]["changes"], 22);
     let unknown = w.neo("plan", &["--tenant", "nobody"]);
     unknown.expect_code(1);
     assert!(

@@ -631,6 +631,7 @@ fn show_sql_equals_the_statements_the_server_received() {
         BTreeSet::from([
             "archive_tenant",
             "bootstrap",
+            "compute_shape",
             "create_tenant",
             "destroy_tenant",
             "migrate",
