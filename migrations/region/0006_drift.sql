@@ -37,3 +37,16 @@ CREATE TABLE neo_reconcile.expected_shapes (
     PRIMARY KEY (id, server_major),
     CHECK ((fingerprint IS NOT NULL AND entries IS NOT NULL) <> (failure IS NOT NULL))
 );
+
+-- The fingerprint of each checked live schema as the last apply described it, with the change
+-- signature it had then (see src/observed/signature.sql). A plan describes only the schemas
+-- whose signature differs; a row of another neo-reconcile description (`describe_id`) or
+-- another server version is not used.
+CREATE TABLE neo_reconcile.live_fingerprints (
+    target_schema  text        PRIMARY KEY,
+    describe_id    text        NOT NULL,
+    server_version integer     NOT NULL,
+    signature      text        NOT NULL,
+    fingerprint    text        NOT NULL,
+    described_at   timestamptz NOT NULL DEFAULT now()
+);

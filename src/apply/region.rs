@@ -17,6 +17,7 @@ use super::tenants::{TenantResults, TenantRunner};
 use crate::db::Connector;
 use crate::desired::{Desired, Region};
 use crate::observed::postgres::observe_region;
+use crate::observed::shape_query;
 use crate::observed::{Observed, RegionObservation};
 use crate::plan::{self, Action, PlanOptions, RegionPlan};
 use crate::shutdown::Shutdown;
@@ -195,7 +196,29 @@ async fn apply_locked(
     report.not_started = r.not_started;
     let (outcome, error) = run_outcome(&report);
     finish_run(lock_conn, run_id, outcome, error.as_deref()).await;
+    record_fingerprints(run, lock_conn).await;
     report
+}
+
+/// Observes the region again, still under its lock, and records the fingerprints of the
+/// schemas whose catalog changed since they were last recorded (those this apply migrated,
+/// created or repaired, and any changed out of band), so that later plans describe only the
+/// schemas that change after this. A failure is a warning: plans then describe more.
+async fn record_fingerprints(run: &RegionRun<'_>, conn: &mut PgConnection) {
+    let name = run.region.name.as_str();
+    let recorded = match observe_region(run.desired, run.region, run.connector).await {
+        Ok(state) => shape_query::record_fingerprints(conn, &state.shapes)
+            .await
+            .map(|()| state.shapes.described.len())
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match recorded {
+        Ok(n) => tracing::info!(region = %name, schemas = n, "Recorded live-schema fingerprints."),
+        Err(e) => {
+            tracing::warn!(region = %name, error = %e, "Live-schema fingerprints not recorded; the next plans describe the changed schemas.")
+        }
+    }
 }
 
 /// Extensions, then region-scope sets, in order: tenants depend on them, so the first

@@ -18,6 +18,19 @@ use crate::desired::{DriftPolicy, SchemaSet, Scope, TenantStatus};
 /// of every [`shape_id`]: a build that describes schemas differently computes them again.
 pub const DESCRIBE: &str = include_str!("describe.sql");
 
+/// The change-signature query (see `signature.sql`).
+pub const SIGNATURE: &str = include_str!("signature.sql");
+
+/// The name of this build's description (both queries), kept with every cached live
+/// fingerprint: another build's fingerprints are not used.
+pub fn describe_id() -> String {
+    let mut hash = Sha256::new();
+    hash.update(DESCRIBE.as_bytes());
+    hash.update(b"\0");
+    hash.update(SIGNATURE.as_bytes());
+    format!("{:x}", hash.finalize())
+}
+
 /// The sets a schema holds and their versions, in the desired dependency order. Two schemas
 /// with the same key should have the same shape.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -79,8 +92,13 @@ pub struct Target {
 pub struct Shapes {
     /// The checked schemas and the versions they are checked against (see [`targets`]).
     pub targets: BTreeMap<String, Target>,
-    /// The fingerprint of every checked schema, by schema.
+    /// The fingerprint of every checked schema whose expected shape is known, by schema.
     pub fingerprints: BTreeMap<String, String>,
+    /// The change signature of those schemas (see `signature.sql`).
+    pub signatures: BTreeMap<String, String>,
+    /// The schemas whose fingerprint this observation computed (their signature was not the
+    /// one cached with a fingerprint); apply records them.
+    pub described: BTreeSet<String>,
     /// The descriptions of the schemas whose fingerprint differs from the expected one.
     pub live: BTreeMap<String, Shape>,
     /// The cached expected shape of every key a checked schema has (keys not computed yet

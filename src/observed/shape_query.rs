@@ -11,7 +11,8 @@ use sqlx::{Connection, Row};
 
 use super::postgres::ObserveError;
 use super::shape::{
-    shape_id, targets, Accepted, Expected, Shape, ShapeEntry, ShapeKey, Shapes, DESCRIBE,
+    describe_id, shape_id, targets, Accepted, Expected, Shape, ShapeEntry, ShapeKey, Shapes,
+    DESCRIBE,
 };
 use super::state::Bookkeeping;
 use crate::desired::{DriftPolicy, SchemaSet};
@@ -58,18 +59,25 @@ pub async fn observe_shapes(
             ..unchecked
         });
     }
-    let fingerprints = match describe(conn, &names, false).await {
-        Ok(found) => found,
+    // The signature first, then the description: a change between the two makes the recorded
+    // signature older than the fingerprint, which only costs a description next time.
+    let (signatures, mut fingerprints) = read_signatures(conn, &names).await?;
+    let described: BTreeSet<String> = signatures
+        .keys()
+        .filter(|s| !fingerprints.contains_key(*s))
+        .cloned()
+        .collect();
+    let stale: Vec<String> = described.iter().cloned().collect();
+    match describe(conn, &stale, false).await {
+        Ok(found) => {
+            fingerprints.extend(found.into_iter().map(|(s, shape)| (s, shape.fingerprint)))
+        }
         Err(ObserveError::Query(e)) if is_lock_timeout(&e) => {
             tracing::warn!("A checked schema is locked (another session holds an exclusive lock on one of its tables or views): live-schema drift is not checked in this region this time.");
             return Ok(unchecked);
         }
         Err(e) => return Err(e),
-    };
-    let fingerprints: BTreeMap<String, String> = fingerprints
-        .into_iter()
-        .map(|(schema, shape)| (schema, shape.fingerprint))
-        .collect();
+    }
     let accepted = read_accepted(conn).await?;
     let differing: Vec<String> = fingerprints
         .iter()
@@ -100,12 +108,94 @@ pub async fn observe_shapes(
     Ok(Shapes {
         targets,
         fingerprints,
+        signatures,
+        described,
         live,
         expected,
         computed,
         cache_read: true,
         accepted,
     })
+}
+
+/// `signature.sql` joined with the fingerprints recorded at the same signatures.
+const SIGNATURES_WITH_FINGERPRINTS: &str = concat!(
+    "SELECT sig.schema, sig.signature, lf.fingerprint FROM (\n",
+    include_str!("signature.sql"),
+    ") sig
+     LEFT JOIN neo_reconcile.live_fingerprints lf
+       ON lf.target_schema = sig.schema AND lf.signature = sig.signature
+      AND lf.describe_id = $2
+      AND lf.server_version = current_setting('server_version_num')::int"
+);
+
+/// The signature of each schema of `names` that exists, and the fingerprint the last apply
+/// recorded for it when its signature is still the one recorded (this build's description,
+/// this server version), in one read-only query.
+async fn read_signatures(
+    conn: &mut PgConnection,
+    names: &[String],
+) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>), ObserveError> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("SET TRANSACTION READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let rows = sqlx::query(SIGNATURES_WITH_FINGERPRINTS)
+        .bind(names)
+        .bind(describe_id())
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    let (mut signatures, mut fingerprints) = (BTreeMap::new(), BTreeMap::new());
+    for r in &rows {
+        let schema: String = r.try_get("schema")?;
+        if let Some(fp) = r.try_get::<Option<String>, _>("fingerprint")? {
+            fingerprints.insert(schema.clone(), fp);
+        }
+        signatures.insert(schema, r.try_get("signature")?);
+    }
+    Ok((signatures, fingerprints))
+}
+
+/// Records the fingerprints an observation computed (`Shapes::described`) with the signature
+/// the schema had just before, so that later plans describe only schemas that changed since.
+/// Apply calls it under the region lock after its own changes.
+pub async fn record_fingerprints(
+    conn: &mut PgConnection,
+    shapes: &Shapes,
+) -> Result<(), sqlx::Error> {
+    let mut schemas = Vec::new();
+    let mut signatures = Vec::new();
+    let mut fingerprints = Vec::new();
+    for schema in &shapes.described {
+        if let (Some(sig), Some(fp)) = (
+            shapes.signatures.get(schema),
+            shapes.fingerprints.get(schema),
+        ) {
+            schemas.push(schema.as_str());
+            signatures.push(sig.as_str());
+            fingerprints.push(fp.as_str());
+        }
+    }
+    if schemas.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO neo_reconcile.live_fingerprints
+             (target_schema, describe_id, server_version, signature, fingerprint)
+         SELECT s, $4, current_setting('server_version_num')::int, g, f
+         FROM unnest($1::text[], $2::text[], $3::text[]) AS u(s, g, f)
+         ON CONFLICT (target_schema) DO UPDATE SET describe_id = excluded.describe_id,
+             server_version = excluded.server_version, signature = excluded.signature,
+             fingerprint = excluded.fingerprint, described_at = now()",
+    )
+    .bind(&schemas)
+    .bind(&signatures)
+    .bind(&fingerprints)
+    .bind(describe_id())
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// The bookkeeping version that has `neo_reconcile.accepted_drift` and
@@ -203,22 +293,31 @@ fn is_lock_timeout(e: &sqlx::Error) -> bool {
         .is_some_and(|c| c == "55P03")
 }
 
-/// Runs the description query in a read-only transaction.
+/// How many schemas one description transaction covers: deparsing a view keeps a lock on it
+/// and on the tables it reads until the transaction ends, and the server's lock table holds
+/// `max_locks_per_transaction` (64) times `max_connections` (100) locks by default, which
+/// 4,500 tenant schemas of three locks each overflow ("out of shared memory").
+const DESCRIBE_CHUNK: usize = 500;
+
+/// Runs the description query in read-only transactions of [`DESCRIBE_CHUNK`] schemas.
 async fn describe(
     conn: &mut PgConnection,
     schemas: &[String],
     with_lines: bool,
 ) -> Result<BTreeMap<String, Shape>, ObserveError> {
-    let mut tx = conn.begin().await?;
-    sqlx::query("SET TRANSACTION READ ONLY")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("SELECT set_config('lock_timeout', $1, true)")
-        .bind(DESCRIBE_LOCK_TIMEOUT)
-        .execute(&mut *tx)
-        .await?;
-    let shapes = describe_in(&mut tx, schemas, with_lines).await?;
-    tx.commit().await?;
+    let mut shapes = BTreeMap::new();
+    for chunk in schemas.chunks(DESCRIBE_CHUNK) {
+        let mut tx = conn.begin().await?;
+        sqlx::query("SET TRANSACTION READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("SELECT set_config('lock_timeout', $1, true)")
+            .bind(DESCRIBE_LOCK_TIMEOUT)
+            .execute(&mut *tx)
+            .await?;
+        shapes.extend(describe_in(&mut tx, chunk, with_lines).await?);
+        tx.commit().await?;
+    }
     Ok(shapes)
 }
 
@@ -230,8 +329,11 @@ pub(crate) async fn describe_in(
     with_lines: bool,
 ) -> Result<BTreeMap<String, Shape>, ObserveError> {
     // Definitions are deparsed against `search_path`: with only `pg_catalog` on it, every
-    // other schema is named, so a live schema and a scratch one read alike.
-    sqlx::query("SELECT set_config('search_path', '', true)")
+    // other schema is named, so a live schema and a scratch one read alike. JIT compilation
+    // is turned off: the planner's estimate grows with the number of schemas, and past a few
+    // thousand it would compile the plan with inlining and optimization, which costs seconds
+    // while the query spends its time in the deparsing functions, which JIT does not speed up.
+    sqlx::query("SELECT set_config('search_path', '', true), set_config('jit', 'off', true)")
         .execute(&mut *conn)
         .await?;
     let rows = sqlx::query(DESCRIBE)

@@ -7,6 +7,7 @@ mod corpus;
 mod daemon;
 mod daemon_vault;
 mod drift;
+mod drift_cost;
 mod extensions;
 mod harness;
 mod migrations;
