@@ -276,7 +276,20 @@ fn main() {
 
     let mut table = Table::default();
     in_process(&tree, &config, &mut table);
-    end_to_end(&tree, work.path(), &clusters, &config, &mut table);
+    // The same tree with drift detection off, measured in the same loop when it is on.
+    let tree_off = work.path().join("tree-drift-off");
+    if config.drift {
+        copy_dir(&tree, &tree_off);
+        set_target(&tree_off, config.to, false);
+    }
+    end_to_end(
+        &tree,
+        &tree_off,
+        work.path(),
+        &clusters,
+        &config,
+        &mut table,
+    );
 
     println!();
     println!(
@@ -445,6 +458,7 @@ fn in_process(tree: &Path, config: &Config, table: &mut Table) {
 /// (b) The binary end to end, and the psql baseline, alternating run by run.
 fn end_to_end(
     tree: &Path,
+    tree_off: &Path,
     work: &Path,
     clusters: &[PgCluster],
     config: &Config,
@@ -461,7 +475,8 @@ fn end_to_end(
         })
         .collect();
     let tree = path_str(tree);
-    let commands: [(&str, Vec<&str>); 3] = [
+    let tree_off = path_str(tree_off);
+    let mut commands: Vec<(&str, Vec<&str>)> = vec![
         (
             "(b) neo-reconcile plan --format json",
             vec!["plan", tree, "--format", "json"],
@@ -472,6 +487,18 @@ fn end_to_end(
         ),
         ("(b) neo-reconcile validate", vec!["validate", tree]),
     ];
+    if config.drift {
+        commands.extend([
+            (
+                "(b) neo-reconcile plan --format json, drift = \"off\"",
+                vec!["plan", tree_off, "--format", "json"],
+            ),
+            (
+                "(b) neo-reconcile plan --format text, drift = \"off\"",
+                vec!["plan", tree_off, "--format", "text"],
+            ),
+        ]);
+    }
     let floor = measure(
         work,
         &[Proc {

@@ -1,6 +1,7 @@
 //! Applying one region: take its lock, plan again under it, bootstrap, record the run, run
-//! the extensions and region-scope sets, then the tenants (canaries first), and record how it
-//! ended. Every connection comes from the region's [`Connector`].
+//! the extensions and region-scope sets, then the tenants (canaries first), compute the
+//! expected shapes the plan lists, record how it ended, and record the live-schema
+//! fingerprints of the schemas that changed. Every connection comes from the region's [`Connector`].
 
 use std::sync::atomic::AtomicU32;
 use std::sync::Mutex;
