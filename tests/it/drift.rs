@@ -215,3 +215,183 @@ fn accept_drift_unblocks_one_tenant_and_records_who_accepted_it() {
         again.stdout
     );
 }
+
+/// Adds one active us-east tenant per slug to `w`'s tree (not applied).
+fn add_tenants(w: &World, slugs: &[&str]) {
+    for slug in slugs {
+        w.write(
+            &format!("tenants/{slug}.toml"),
+            &format!("slug = \"{slug}\"\nregion = \"us-east\"\nresidency = \"US\"\nstatus = \"active\"\n"),
+        );
+    }
+}
+
+/// The diff lines (`-`/`+`) under the `! drift` entry that starts with `header`, in order.
+fn diff_of(out: &str, header: &str) -> Vec<String> {
+    let mut lines = out.lines().skip_while(|l| !l.starts_with(header));
+    assert!(lines.next().is_some(), "no {header:?} in:\n{out}");
+    lines
+        .take_while(|l| l.starts_with("      "))
+        .map(str::trim_start)
+        .filter(|l| !l.starts_with("---") && !l.starts_with("+++"))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn each_kind_of_out_of_band_change_is_reported_in_its_own_tenant_only() {
+    let w = World::new();
+    let kinds = [
+        "ty", "nul", "def", "chk", "fun", "trg", "seqadd", "seqinc", "own", "col",
+    ];
+    add_tenants(&w, &kinds);
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    w.neo("plan", &["--detailed-exitcode"]).expect_code(0);
+    // One change per tenant, made by the superuser; the trigger's function lives outside the
+    // tenant's schema, so the trigger is the only new object of tenant_trg.
+    w.us.psql(
+        "neo_us",
+        "CREATE ROLE intruder NOLOGIN;
+         CREATE FUNCTION public.noop_trigger() RETURNS trigger LANGUAGE plpgsql
+             AS $$BEGIN RETURN NEW; END$$;
+         ALTER TABLE tenant_ty.users ALTER COLUMN created_at TYPE timestamp;
+         ALTER TABLE tenant_nul.users ALTER COLUMN display_name DROP NOT NULL;
+         ALTER TABLE tenant_def.projects ALTER COLUMN visibility SET DEFAULT 'public';
+         ALTER TABLE tenant_chk.projects DROP CONSTRAINT projects_name_not_blank_check;
+         CREATE FUNCTION tenant_fun.project_count() RETURNS bigint LANGUAGE sql STABLE
+             RETURN (SELECT count(*) FROM tenant_fun.projects);
+         CREATE TRIGGER users_touch BEFORE UPDATE ON tenant_trg.users
+             FOR EACH ROW EXECUTE FUNCTION public.noop_trigger();
+         CREATE SEQUENCE tenant_seqadd.invoice_no;
+         ALTER TABLE tenant_seqinc.projects ALTER COLUMN id SET INCREMENT BY 10;
+         ALTER TABLE tenant_own.projects OWNER TO intruder;
+         ALTER TABLE tenant_col.users DROP COLUMN created_at;
+         CREATE OR REPLACE FUNCTION platform_common.plan_has_feature(plan_code text, flag_key text)
+             RETURNS boolean LANGUAGE sql STABLE RETURN false;",
+    );
+    let run = w.neo("plan", &["--detailed-exitcode"]);
+    run.expect_code(1);
+    let out = &run.stdout;
+    let expect: [(&str, &[&str]); 9] = [
+        (
+            "ty",
+            &[
+                "-column users.created_at timestamp with time zone NOT NULL DEFAULT now()",
+                "+column users.created_at timestamp without time zone NOT NULL DEFAULT now()",
+            ],
+        ),
+        (
+            "nul",
+            &[
+                "-column users.display_name text NOT NULL",
+                "+column users.display_name text NULL",
+            ],
+        ),
+        (
+            "def",
+            &[
+                "-column projects.visibility text NOT NULL DEFAULT 'private'::text",
+                "+column projects.visibility text NOT NULL DEFAULT 'public'::text",
+            ],
+        ),
+        (
+            "chk",
+            &["-constraint projects.projects_name_not_blank_check CHECK ((btrim(name) <> ''::text))"],
+        ),
+        (
+            "fun",
+            &[
+                "+function project_count() CREATE OR REPLACE FUNCTION project_count() RETURNS bigint LANGUAGE sql STABLE RETURN (SELECT count(*) AS count FROM projects)",
+                "+function project_count() owner postgres",
+                "+grant EXECUTE on function project_count() to PUBLIC",
+                "+grant EXECUTE on function project_count() to postgres",
+            ],
+        ),
+        (
+            "trg",
+            &["+trigger users.users_touch CREATE TRIGGER users_touch BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION public.noop_trigger()"],
+        ),
+        (
+            "seqadd",
+            &[
+                "+grant SELECT on sequence invoice_no to postgres",
+                "+grant UPDATE on sequence invoice_no to postgres",
+                "+grant USAGE on sequence invoice_no to postgres",
+                "+sequence invoice_no bigint start 1 increment 1 min 1 max 9223372036854775807 cache 1",
+                "+sequence invoice_no owner postgres",
+            ],
+        ),
+        (
+            "seqinc",
+            &[
+                "-sequence projects_id_seq bigint start 1 increment 1 min 1 max 9223372036854775807 cache 1",
+                "+sequence projects_id_seq bigint start 1 increment 10 min 1 max 9223372036854775807 cache 1",
+            ],
+        ),
+        (
+            "col",
+            &["-column users.created_at timestamp with time zone NOT NULL DEFAULT now()"],
+        ),
+    ];
+    for (slug, lines) in expect {
+        assert_eq!(
+            diff_of(
+                out,
+                &format!(
+                    "  ! drift tenant {slug}: tenant_template V5 (schema tenant_{slug}, blocked)"
+                )
+            ),
+            lines,
+            "tenant {slug} in:\n{out}"
+        );
+    }
+    // A new owner is a change of the table's and its identity sequence's owner, and of every
+    // privilege the owner holds on them.
+    let own = diff_of(out, "  ! drift tenant own: tenant_template V5");
+    for line in [
+        "-table projects owner @owner",
+        "+table projects owner intruder",
+        "-sequence projects_id_seq owner @owner",
+        "+sequence projects_id_seq owner intruder",
+        "-grant SELECT on table projects to @owner",
+        "+grant SELECT on table projects to intruder",
+        "-grant USAGE on sequence projects_id_seq to @owner",
+        "+grant USAGE on sequence projects_id_seq to intruder",
+    ] {
+        assert!(
+            own.iter().any(|l| l == line),
+            "missing {line:?} in {own:#?}"
+        );
+    }
+    assert_eq!(own.len(), 24, "{own:#?}");
+    assert!(
+        own.iter()
+            .all(|l| l.ends_with("@owner") || l.ends_with("intruder")),
+        "{own:#?}"
+    );
+    // A function replaced in us-east's platform_common is drift there, and not in eu-west's.
+    assert_eq!(
+        diff_of(out, "  ! drift platform_common: platform_common V3")
+            .iter()
+            .map(|l| &l[..1])
+            .collect::<String>(),
+        "-+",
+        "{out}"
+    );
+    assert!(
+        out.contains("+function plan_has_feature(plan_code text, flag_key text) CREATE OR REPLACE FUNCTION plan_has_feature(plan_code text, flag_key text) RETURNS boolean LANGUAGE sql STABLE RETURN false"),
+        "{out}"
+    );
+    // Exactly the changed targets drift: not acme, globex or initech next to them, not
+    // eu-west's schemas.
+    let headers: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("  ! drift "))
+        .collect();
+    assert_eq!(headers.len(), kinds.len() + 1, "{out}");
+    let eu = out.split("Region us-east").next().unwrap();
+    assert!(
+        eu.contains("Region eu-west") && !eu.contains("drift"),
+        "{out}"
+    );
+}
