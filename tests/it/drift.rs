@@ -238,6 +238,13 @@ fn diff_of(out: &str, header: &str) -> Vec<String> {
         .collect()
 }
 
+/// The number of drift entries (reported or repaired) in a plan's text output.
+fn drift_count(out: &str) -> usize {
+    out.lines()
+        .filter(|l| l.starts_with("  ! drift ") || l.starts_with("  ~ drift "))
+        .count()
+}
+
 #[test]
 fn each_kind_of_out_of_band_change_is_reported_in_its_own_tenant_only() {
     let w = World::new();
@@ -394,4 +401,71 @@ fn each_kind_of_out_of_band_change_is_reported_in_its_own_tenant_only() {
         eu.contains("Region eu-west") && !eu.contains("drift"),
         "{out}"
     );
+}
+
+#[test]
+fn drift_repair_puts_back_a_dropped_function_and_leaves_a_dropped_column_blocked() {
+    let w = World::new();
+    w.edit("neo.toml", |s| {
+        s.replace(
+            "depends_on = [\"platform_common\"]",
+            "depends_on = [\"platform_common\"]\ndrift = \"repair\"",
+        )
+        .replace(
+            "scope = \"region\"          #",
+            "drift = \"repair\"\nscope = \"region\"          #",
+        )
+    });
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    w.neo("plan", &["--detailed-exitcode"]).expect_code(0);
+    // The view plan_features calls the function: dropping it takes the view along.
+    w.eu.psql(
+        "neo_eu",
+        "DROP FUNCTION platform_common.plan_has_feature(text, text) CASCADE;",
+    );
+    w.us.psql(
+        "neo_us",
+        "ALTER TABLE tenant_globex.users DROP COLUMN created_at;",
+    );
+    let run = w.neo("plan", &["--detailed-exitcode", "--show-sql"]);
+    // The dropped column cannot be put back: the plan is blocked.
+    run.expect_code(1);
+    let out = &run.stdout;
+    for expected in [
+        "~ repair_drift platform_common: put back 11 object definitions of platform_common V3 in schema platform_common",
+        "| CREATE OR REPLACE FUNCTION plan_has_feature(plan_code text, flag_key text)",
+        "| CREATE VIEW plan_features AS",
+        "| GRANT EXECUTE ON FUNCTION plan_has_feature(plan_code text, flag_key text) TO PUBLIC;",
+        "~ drift platform_common: platform_common V3 (schema platform_common, repaired)",
+        "      -function plan_has_feature(plan_code text, flag_key text) owner @owner",
+        "! blocked tenant globex: the live schema tenant_globex differs",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    // The function is created before the view that calls it.
+    assert!(
+        out.find("| CREATE OR REPLACE FUNCTION plan_has_feature")
+            < out.find("| CREATE VIEW plan_features"),
+        "{out}"
+    );
+    let column = ["-column users.created_at timestamp with time zone NOT NULL DEFAULT now()"];
+    let globex = "  ! drift tenant globex: tenant_template V5 (schema tenant_globex, blocked)";
+    assert_eq!(diff_of(out, globex), column, "{out}");
+    // Everything that could run did; the column is left for a human (exit 4).
+    w.neo("apply", &["--auto-approve"]).expect_code(4);
+    assert_eq!(
+        w.eu.psql(
+            "neo_eu",
+            "SELECT platform_common.plan_has_feature('enterprise', 'no-such-flag'),
+                    to_regclass('platform_common.plan_features') IS NOT NULL"
+        )
+        .trim(),
+        "f|t"
+    );
+    w.neo("plan", &["--region", "eu-west", "--detailed-exitcode"])
+        .expect_code(0);
+    let after = w.neo("plan", &["--detailed-exitcode"]);
+    after.expect_code(1);
+    assert_eq!(drift_count(&after.stdout), 1, "{}", after.stdout);
+    assert_eq!(diff_of(&after.stdout, globex), column, "{}", after.stdout);
 }
