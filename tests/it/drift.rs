@@ -469,3 +469,47 @@ fn drift_repair_puts_back_a_dropped_function_and_leaves_a_dropped_column_blocked
     assert_eq!(drift_count(&after.stdout), 1, "{}", after.stdout);
     assert_eq!(diff_of(&after.stdout, globex), column, "{}", after.stdout);
 }
+
+/// The `versions` of the expected shapes cached in a region, one per line, sorted.
+fn cached_versions(cluster: &crate::support::pg::PgCluster, db: &str) -> String {
+    cluster.psql(
+        db,
+        "SELECT versions FROM neo_reconcile.expected_shapes
+         WHERE failure IS NULL AND server_major = current_setting('server_version_num')::int / 10000
+         ORDER BY versions",
+    )
+}
+
+#[test]
+fn a_fresh_apply_caches_one_expected_shape_per_set_versions_and_the_next_plan_is_clean() {
+    let w = World::new();
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    let plan = w.neo("plan", &["--detailed-exitcode"]);
+    plan.expect_code(0);
+    assert!(!plan.stdout.contains("drift"), "{}", plan.stdout);
+    // us-east: platform_common, the fleet (globex, initech) at V5 and acme's pin at V6;
+    // eu-west: platform_common and hooli and stark at V5. One row each, not one per tenant.
+    assert_eq!(
+        cached_versions(&w.us, "neo_us").trim(),
+        "platform_common V3\ntenant_template V5\ntenant_template V6"
+    );
+    assert_eq!(
+        cached_versions(&w.eu, "neo_eu").trim(),
+        "platform_common V3\ntenant_template V5"
+    );
+    // A tenant pinned at other versions adds the shape of those, once.
+    w.write(
+        "tenants/d2.toml",
+        "slug = \"d2\"\nregion = \"eu-west\"\nresidency = \"EU\"\nstatus = \"active\"\n\n[schema_sets]\ntenant_template = 4\n",
+    );
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    w.neo("plan", &["--detailed-exitcode"]).expect_code(0);
+    assert_eq!(
+        cached_versions(&w.eu, "neo_eu").trim(),
+        "platform_common V3\ntenant_template V4\ntenant_template V5"
+    );
+    assert_eq!(
+        cached_versions(&w.us, "neo_us").trim(),
+        "platform_common V3\ntenant_template V5\ntenant_template V6"
+    );
+}
