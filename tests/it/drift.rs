@@ -245,6 +245,70 @@ fn drift_count(out: &str) -> usize {
         .count()
 }
 
+/// The diff lines `neo-reconcile plan` prints for each tenant of
+/// `each_kind_of_out_of_band_change_is_reported_in_its_own_tenant_only` but `own` (see there).
+const KIND_DIFFS: [(&str, &[&str]); 9] = [
+    (
+        "ty",
+        &[
+            "-column users.created_at timestamp with time zone NOT NULL DEFAULT now()",
+            "+column users.created_at timestamp without time zone NOT NULL DEFAULT now()",
+        ],
+    ),
+    (
+        "nul",
+        &[
+            "-column users.display_name text NOT NULL",
+            "+column users.display_name text NULL",
+        ],
+    ),
+    (
+        "def",
+        &[
+            "-column projects.visibility text NOT NULL DEFAULT 'private'::text",
+            "+column projects.visibility text NOT NULL DEFAULT 'public'::text",
+        ],
+    ),
+    (
+        "chk",
+        &["-constraint projects.projects_name_not_blank_check CHECK ((btrim(name) <> ''::text))"],
+    ),
+    (
+        "fun",
+        &[
+            "+function project_count() CREATE OR REPLACE FUNCTION project_count() RETURNS bigint LANGUAGE sql STABLE RETURN (SELECT count(*) AS count FROM projects)",
+            "+function project_count() owner postgres",
+            "+grant EXECUTE on function project_count() to PUBLIC",
+            "+grant EXECUTE on function project_count() to postgres",
+        ],
+    ),
+    (
+        "trg",
+        &["+trigger users.users_touch CREATE TRIGGER users_touch BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION public.noop_trigger()"],
+    ),
+    (
+        "seqadd",
+        &[
+            "+grant SELECT on sequence invoice_no to postgres",
+            "+grant UPDATE on sequence invoice_no to postgres",
+            "+grant USAGE on sequence invoice_no to postgres",
+            "+sequence invoice_no bigint start 1 increment 1 min 1 max 9223372036854775807 cache 1",
+            "+sequence invoice_no owner postgres",
+        ],
+    ),
+    (
+        "seqinc",
+        &[
+            "-sequence projects_id_seq bigint start 1 increment 1 min 1 max 9223372036854775807 cache 1",
+            "+sequence projects_id_seq bigint start 1 increment 10 min 1 max 9223372036854775807 cache 1",
+        ],
+    ),
+    (
+        "col",
+        &["-column users.created_at timestamp with time zone NOT NULL DEFAULT now()"],
+    ),
+];
+
 #[test]
 fn each_kind_of_out_of_band_change_is_reported_in_its_own_tenant_only() {
     let w = World::new();
@@ -279,68 +343,7 @@ fn each_kind_of_out_of_band_change_is_reported_in_its_own_tenant_only() {
     let run = w.neo("plan", &["--detailed-exitcode"]);
     run.expect_code(1);
     let out = &run.stdout;
-    let expect: [(&str, &[&str]); 9] = [
-        (
-            "ty",
-            &[
-                "-column users.created_at timestamp with time zone NOT NULL DEFAULT now()",
-                "+column users.created_at timestamp without time zone NOT NULL DEFAULT now()",
-            ],
-        ),
-        (
-            "nul",
-            &[
-                "-column users.display_name text NOT NULL",
-                "+column users.display_name text NULL",
-            ],
-        ),
-        (
-            "def",
-            &[
-                "-column projects.visibility text NOT NULL DEFAULT 'private'::text",
-                "+column projects.visibility text NOT NULL DEFAULT 'public'::text",
-            ],
-        ),
-        (
-            "chk",
-            &["-constraint projects.projects_name_not_blank_check CHECK ((btrim(name) <> ''::text))"],
-        ),
-        (
-            "fun",
-            &[
-                "+function project_count() CREATE OR REPLACE FUNCTION project_count() RETURNS bigint LANGUAGE sql STABLE RETURN (SELECT count(*) AS count FROM projects)",
-                "+function project_count() owner postgres",
-                "+grant EXECUTE on function project_count() to PUBLIC",
-                "+grant EXECUTE on function project_count() to postgres",
-            ],
-        ),
-        (
-            "trg",
-            &["+trigger users.users_touch CREATE TRIGGER users_touch BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION public.noop_trigger()"],
-        ),
-        (
-            "seqadd",
-            &[
-                "+grant SELECT on sequence invoice_no to postgres",
-                "+grant UPDATE on sequence invoice_no to postgres",
-                "+grant USAGE on sequence invoice_no to postgres",
-                "+sequence invoice_no bigint start 1 increment 1 min 1 max 9223372036854775807 cache 1",
-                "+sequence invoice_no owner postgres",
-            ],
-        ),
-        (
-            "seqinc",
-            &[
-                "-sequence projects_id_seq bigint start 1 increment 1 min 1 max 9223372036854775807 cache 1",
-                "+sequence projects_id_seq bigint start 1 increment 10 min 1 max 9223372036854775807 cache 1",
-            ],
-        ),
-        (
-            "col",
-            &["-column users.created_at timestamp with time zone NOT NULL DEFAULT now()"],
-        ),
-    ];
-    for (slug, lines) in expect {
+    for (slug, lines) in KIND_DIFFS {
         assert_eq!(
             diff_of(
                 out,
