@@ -394,11 +394,7 @@ fn each_kind_of_out_of_band_change_is_reported_in_its_own_tenant_only() {
     );
     // Exactly the changed targets drift: not acme, globex or initech next to them, not
     // eu-west's schemas.
-    let headers: Vec<&str> = out
-        .lines()
-        .filter(|l| l.starts_with("  ! drift "))
-        .collect();
-    assert_eq!(headers.len(), kinds.len() + 1, "{out}");
+    assert_eq!(drift_count(out), kinds.len() + 1, "{out}");
     let eu = out.split("Region us-east").next().unwrap();
     assert!(
         eu.contains("Region eu-west") && !eu.contains("drift"),
@@ -407,7 +403,7 @@ fn each_kind_of_out_of_band_change_is_reported_in_its_own_tenant_only() {
 }
 
 #[test]
-fn drift_repair_puts_back_a_dropped_function_and_leaves_a_dropped_column_blocked() {
+fn drift_repair_puts_back_a_dropped_or_changed_function_and_leaves_a_dropped_column_blocked() {
     let w = World::new();
     w.edit("neo.toml", |s| {
         s.replace(
@@ -426,9 +422,12 @@ fn drift_repair_puts_back_a_dropped_function_and_leaves_a_dropped_column_blocked
         "neo_eu",
         "DROP FUNCTION platform_common.plan_has_feature(text, text) CASCADE;",
     );
+    // In us-east the function is replaced in place, the view still calling it.
     w.us.psql(
         "neo_us",
-        "ALTER TABLE tenant_globex.users DROP COLUMN created_at;",
+        "ALTER TABLE tenant_globex.users DROP COLUMN created_at;
+         CREATE OR REPLACE FUNCTION platform_common.plan_has_feature(plan_code text, flag_key text)
+             RETURNS boolean LANGUAGE sql STABLE RETURN false;",
     );
     let run = w.neo("plan", &["--detailed-exitcode", "--show-sql"]);
     // The dropped column cannot be put back: the plan is blocked.
@@ -442,9 +441,18 @@ fn drift_repair_puts_back_a_dropped_function_and_leaves_a_dropped_column_blocked
         "~ drift platform_common: platform_common V3 (schema platform_common, repaired)",
         "      -function plan_has_feature(plan_code text, flag_key text) owner @owner",
         "! blocked tenant globex: the live schema tenant_globex differs",
+        "~ repair_drift platform_common: put back 1 object definition of platform_common V3 in schema platform_common",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
+    assert_eq!(
+        out.matches(
+            "~ drift platform_common: platform_common V3 (schema platform_common, repaired)"
+        )
+        .count(),
+        2,
+        "{out}"
+    );
     // The function is created before the view that calls it.
     assert!(
         out.find("| CREATE OR REPLACE FUNCTION plan_has_feature")
@@ -464,6 +472,14 @@ fn drift_repair_puts_back_a_dropped_function_and_leaves_a_dropped_column_blocked
         )
         .trim(),
         "f|t"
+    );
+    assert_eq!(
+        w.us.psql(
+            "neo_us",
+            "SELECT platform_common.plan_has_feature('enterprise', 'sso.saml')"
+        )
+        .trim(),
+        "t"
     );
     w.neo("plan", &["--region", "eu-west", "--detailed-exitcode"])
         .expect_code(0);
