@@ -532,3 +532,59 @@ fn a_fresh_apply_caches_one_expected_shape_per_set_versions_and_the_next_plan_is
         "platform_common V3\ntenant_template V5\ntenant_template V6"
     );
 }
+
+#[test]
+fn drift_prune_drops_extra_definitions_and_the_next_plan_is_clean() {
+    let w = World::new();
+    w.edit("neo.toml", |s| {
+        s.replace(
+            "depends_on = [\"platform_common\"]",
+            "depends_on = [\"platform_common\"]\ndrift = \"repair\"\ndrift_prune = true",
+        )
+    });
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    // Extra objects of every kind that carries no data, each with its own owner and grants.
+    w.us.psql(
+        "neo_us",
+        "CREATE FUNCTION public.noop_trigger() RETURNS trigger LANGUAGE plpgsql
+             AS $$BEGIN RETURN NEW; END$$;
+         CREATE INDEX projects_name_idx ON tenant_globex.projects (name);
+         CREATE TRIGGER users_touch BEFORE UPDATE ON tenant_globex.users
+             FOR EACH ROW EXECUTE FUNCTION public.noop_trigger();
+         ALTER TABLE tenant_globex.users ADD CONSTRAINT users_name_check CHECK (display_name <> '');
+         CREATE VIEW tenant_globex.all_users AS SELECT id, email FROM tenant_globex.users;
+         CREATE FUNCTION tenant_globex.user_count() RETURNS bigint LANGUAGE sql STABLE
+             RETURN (SELECT count(*) FROM tenant_globex.users);",
+    );
+    let run = w.neo("plan", &["--detailed-exitcode", "--show-sql"]);
+    // Everything can be put back: a plan with changes.
+    run.expect_code(2);
+    let out = &run.stdout;
+    for expected in [
+        "~ drift tenant globex: tenant_template V5 (schema tenant_globex, repaired)",
+        "      +view all_users AS SELECT users.id, users.email FROM users;",
+        "      +function user_count() owner postgres",
+        "| DROP TRIGGER users_touch ON users;",
+        "| ALTER TABLE users DROP CONSTRAINT users_name_check;",
+        "| DROP VIEW all_users;",
+        "| DROP INDEX projects_name_idx;",
+        "| DROP FUNCTION user_count();",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    let apply = w.neo("apply", &["--auto-approve"]);
+    assert_eq!(apply.code, 0, "{}\n{}", apply.stdout, apply.stderr);
+    w.neo("plan", &["--detailed-exitcode"]).expect_code(0);
+    assert_eq!(
+        w.us.psql(
+            "neo_us",
+            "SELECT to_regclass('tenant_globex.projects_name_idx'),
+                    to_regclass('tenant_globex.all_users'),
+                    to_regprocedure('tenant_globex.user_count()'),
+                    (SELECT count(*) FROM pg_trigger WHERE tgname = 'users_touch'),
+                    (SELECT count(*) FROM pg_constraint WHERE conname = 'users_name_check')"
+        )
+        .trim(),
+        "|||0|0"
+    );
+}
