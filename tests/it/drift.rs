@@ -588,3 +588,55 @@ fn drift_prune_drops_extra_definitions_and_the_next_plan_is_clean() {
         "|||0|0"
     );
 }
+
+#[test]
+fn drift_repair_puts_back_check_and_foreign_key_constraints() {
+    let w = World::new();
+    w.edit("neo.toml", |s| {
+        s.replace(
+            "depends_on = [\"platform_common\"]",
+            "depends_on = [\"platform_common\"]\ndrift = \"repair\"",
+        )
+    });
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    // A foreign key dropped, and a check constraint replaced by a weaker one of the same name.
+    w.us.psql(
+        "neo_us",
+        "ALTER TABLE tenant_globex.projects DROP CONSTRAINT projects_owner_id_fkey;
+         ALTER TABLE tenant_globex.projects DROP CONSTRAINT projects_name_not_blank_check,
+             ADD CONSTRAINT projects_name_not_blank_check CHECK (name <> '');",
+    );
+    let run = w.neo("plan", &["--detailed-exitcode", "--show-sql"]);
+    run.expect_code(2);
+    let out = &run.stdout;
+    assert_eq!(
+        diff_of(out, "  ~ drift tenant globex: tenant_template V5 (schema tenant_globex, repaired)"),
+        [
+            "-constraint projects.projects_name_not_blank_check CHECK ((btrim(name) <> ''::text))",
+            "-constraint projects.projects_owner_id_fkey FOREIGN KEY (owner_id) REFERENCES users(id) ON DELETE CASCADE",
+            "+constraint projects.projects_name_not_blank_check CHECK ((name <> ''::text))",
+        ],
+        "{out}"
+    );
+    // The changed constraint is dropped and created again; the missing one is created.
+    let statements = [
+        "| ALTER TABLE projects DROP CONSTRAINT projects_name_not_blank_check;",
+        "| ALTER TABLE projects ADD CONSTRAINT projects_name_not_blank_check CHECK ((btrim(name) <> ''::text));",
+        "| ALTER TABLE projects ADD CONSTRAINT projects_owner_id_fkey FOREIGN KEY (owner_id) REFERENCES users(id) ON DELETE CASCADE;",
+    ];
+    let at: Vec<Option<usize>> = statements.iter().map(|s| out.find(s)).collect();
+    assert!(at.iter().all(Option::is_some) && at.is_sorted(), "{out}");
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    w.neo("plan", &["--detailed-exitcode"]).expect_code(0);
+    assert_eq!(
+        w.us.psql(
+            "neo_us",
+            "SELECT string_agg(pg_get_constraintdef(oid), ' / ' ORDER BY conname)
+             FROM pg_constraint
+             WHERE conrelid = 'tenant_globex.projects'::regclass AND contype IN ('c', 'f')
+               AND conname IN ('projects_name_not_blank_check', 'projects_owner_id_fkey')"
+        )
+        .trim(),
+        "CHECK ((btrim(name) <> ''::text)) / FOREIGN KEY (owner_id) REFERENCES tenant_globex.users(id) ON DELETE CASCADE"
+    );
+}
