@@ -640,3 +640,56 @@ fn drift_repair_puts_back_check_and_foreign_key_constraints() {
         "CHECK ((btrim(name) <> ''::text)) / FOREIGN KEY (owner_id) REFERENCES tenant_globex.users(id) ON DELETE CASCADE"
     );
 }
+
+#[test]
+fn drift_off_checks_nothing_and_drift_from_before_it_is_turned_on_is_found_after_one_apply() {
+    let w = World::new();
+    w.edit("neo.toml", |s| {
+        s.replace(
+            "depends_on = [\"platform_common\"]",
+            "depends_on = [\"platform_common\"]\ndrift = \"off\"",
+        )
+        .replace(
+            "scope = \"region\"          #",
+            "drift = \"off\"\nscope = \"region\"          #",
+        )
+    });
+    add_tenants(&w, &["d1", "d2"]);
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    break_things(&w);
+    let off = w.neo("plan", &["--detailed-exitcode"]);
+    off.expect_code(0);
+    assert!(!off.stdout.contains("drift"), "{}", off.stdout);
+    let cached = "SELECT count(*) FROM neo_reconcile.expected_shapes";
+    assert_eq!(w.us.psql("neo_us", cached).trim(), "0");
+    assert_eq!(w.eu.psql("neo_eu", cached).trim(), "0");
+    // Turned on, the first plan only computes the expected shapes, one per set versions.
+    w.edit("neo.toml", |s| s.replace("\ndrift = \"off\"", ""));
+    let on = w.neo("plan", &["--detailed-exitcode"]);
+    on.expect_code(2);
+    assert_eq!(
+        on.stdout.matches("+ compute_shape ").count(),
+        5,
+        "{}",
+        on.stdout
+    );
+    assert!(!on.stdout.contains("! drift "), "{}", on.stdout);
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    // The next plan finds every change made while it was off.
+    let after = w.neo("plan", &["--detailed-exitcode"]);
+    after.expect_code(1);
+    for header in [
+        "  ! drift platform_common: platform_common V3 (schema platform_common, blocked)",
+        "  ! drift tenant acme: tenant_template V6 (schema tenant_acme, blocked)",
+        "  ! drift tenant d1: tenant_template V5 (schema tenant_d1, blocked)",
+        "  ! drift tenant d2: tenant_template V5 (schema tenant_d2, blocked)",
+        "  ! drift tenant globex: tenant_template V5 (schema tenant_globex, blocked)",
+    ] {
+        assert!(
+            after.stdout.contains(header),
+            "missing {header:?} in:\n{}",
+            after.stdout
+        );
+    }
+    assert_eq!(drift_count(&after.stdout), 5, "{}", after.stdout);
+}
