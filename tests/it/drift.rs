@@ -215,3 +215,481 @@ fn accept_drift_unblocks_one_tenant_and_records_who_accepted_it() {
         again.stdout
     );
 }
+
+/// Adds one active us-east tenant per slug to `w`'s tree (not applied).
+fn add_tenants(w: &World, slugs: &[&str]) {
+    for slug in slugs {
+        w.write(
+            &format!("tenants/{slug}.toml"),
+            &format!("slug = \"{slug}\"\nregion = \"us-east\"\nresidency = \"US\"\nstatus = \"active\"\n"),
+        );
+    }
+}
+
+/// The diff lines (`-`/`+`) under the `! drift` entry that starts with `header`, in order.
+fn diff_of(out: &str, header: &str) -> Vec<String> {
+    let mut lines = out.lines().skip_while(|l| !l.starts_with(header));
+    assert!(lines.next().is_some(), "no {header:?} in:\n{out}");
+    lines
+        .take_while(|l| l.starts_with("      "))
+        .map(str::trim_start)
+        .filter(|l| !l.starts_with("---") && !l.starts_with("+++"))
+        .map(String::from)
+        .collect()
+}
+
+/// The number of drift entries (reported or repaired) in a plan's text output.
+fn drift_count(out: &str) -> usize {
+    out.lines()
+        .filter(|l| l.starts_with("  ! drift ") || l.starts_with("  ~ drift "))
+        .count()
+}
+
+/// The diff lines `neo-reconcile plan` prints for each tenant of
+/// `each_kind_of_out_of_band_change_is_reported_in_its_own_tenant_only` but `own` (see there).
+const KIND_DIFFS: [(&str, &[&str]); 9] = [
+    (
+        "ty",
+        &[
+            "-column users.created_at timestamp with time zone NOT NULL DEFAULT now()",
+            "+column users.created_at timestamp without time zone NOT NULL DEFAULT now()",
+        ],
+    ),
+    (
+        "nul",
+        &[
+            "-column users.display_name text NOT NULL",
+            "+column users.display_name text NULL",
+        ],
+    ),
+    (
+        "def",
+        &[
+            "-column projects.visibility text NOT NULL DEFAULT 'private'::text",
+            "+column projects.visibility text NOT NULL DEFAULT 'public'::text",
+        ],
+    ),
+    (
+        "chk",
+        &["-constraint projects.projects_name_not_blank_check CHECK ((btrim(name) <> ''::text))"],
+    ),
+    (
+        "fun",
+        &[
+            "+function project_count() CREATE OR REPLACE FUNCTION project_count() RETURNS bigint LANGUAGE sql STABLE RETURN (SELECT count(*) AS count FROM projects)",
+            "+function project_count() owner postgres",
+            "+grant EXECUTE on function project_count() to PUBLIC",
+            "+grant EXECUTE on function project_count() to postgres",
+        ],
+    ),
+    (
+        "trg",
+        &["+trigger users.users_touch CREATE TRIGGER users_touch BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION public.noop_trigger()"],
+    ),
+    (
+        "seqadd",
+        &[
+            "+grant SELECT on sequence invoice_no to postgres",
+            "+grant UPDATE on sequence invoice_no to postgres",
+            "+grant USAGE on sequence invoice_no to postgres",
+            "+sequence invoice_no bigint start 1 increment 1 min 1 max 9223372036854775807 cache 1",
+            "+sequence invoice_no owner postgres",
+        ],
+    ),
+    (
+        "seqinc",
+        &[
+            "-sequence projects_id_seq bigint start 1 increment 1 min 1 max 9223372036854775807 cache 1",
+            "+sequence projects_id_seq bigint start 1 increment 10 min 1 max 9223372036854775807 cache 1",
+        ],
+    ),
+    (
+        "col",
+        &["-column users.created_at timestamp with time zone NOT NULL DEFAULT now()"],
+    ),
+];
+
+#[test]
+fn each_kind_of_out_of_band_change_is_reported_in_its_own_tenant_only() {
+    let w = World::new();
+    let kinds = [
+        "ty", "nul", "def", "chk", "fun", "trg", "seqadd", "seqinc", "own", "col",
+    ];
+    add_tenants(&w, &kinds);
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    w.neo("plan", &["--detailed-exitcode"]).expect_code(0);
+    // One change per tenant, made by the superuser; the trigger's function lives outside the
+    // tenant's schema, so the trigger is the only new object of tenant_trg.
+    w.us.psql(
+        "neo_us",
+        "CREATE ROLE intruder NOLOGIN;
+         CREATE FUNCTION public.noop_trigger() RETURNS trigger LANGUAGE plpgsql
+             AS $$BEGIN RETURN NEW; END$$;
+         ALTER TABLE tenant_ty.users ALTER COLUMN created_at TYPE timestamp;
+         ALTER TABLE tenant_nul.users ALTER COLUMN display_name DROP NOT NULL;
+         ALTER TABLE tenant_def.projects ALTER COLUMN visibility SET DEFAULT 'public';
+         ALTER TABLE tenant_chk.projects DROP CONSTRAINT projects_name_not_blank_check;
+         CREATE FUNCTION tenant_fun.project_count() RETURNS bigint LANGUAGE sql STABLE
+             RETURN (SELECT count(*) FROM tenant_fun.projects);
+         CREATE TRIGGER users_touch BEFORE UPDATE ON tenant_trg.users
+             FOR EACH ROW EXECUTE FUNCTION public.noop_trigger();
+         CREATE SEQUENCE tenant_seqadd.invoice_no;
+         ALTER TABLE tenant_seqinc.projects ALTER COLUMN id SET INCREMENT BY 10;
+         ALTER TABLE tenant_own.projects OWNER TO intruder;
+         ALTER TABLE tenant_col.users DROP COLUMN created_at;
+         CREATE OR REPLACE FUNCTION platform_common.plan_has_feature(plan_code text, flag_key text)
+             RETURNS boolean LANGUAGE sql STABLE RETURN false;",
+    );
+    let run = w.neo("plan", &["--detailed-exitcode"]);
+    run.expect_code(1);
+    let out = &run.stdout;
+    for (slug, lines) in KIND_DIFFS {
+        assert_eq!(
+            diff_of(
+                out,
+                &format!(
+                    "  ! drift tenant {slug}: tenant_template V5 (schema tenant_{slug}, blocked)"
+                )
+            ),
+            lines,
+            "tenant {slug} in:\n{out}"
+        );
+    }
+    // A new owner is a change of the table's and its identity sequence's owner, and of every
+    // privilege the owner holds on them.
+    let own = diff_of(out, "  ! drift tenant own: tenant_template V5");
+    for line in [
+        "-table projects owner @owner",
+        "+table projects owner intruder",
+        "-sequence projects_id_seq owner @owner",
+        "+sequence projects_id_seq owner intruder",
+        "-grant SELECT on table projects to @owner",
+        "+grant SELECT on table projects to intruder",
+        "-grant USAGE on sequence projects_id_seq to @owner",
+        "+grant USAGE on sequence projects_id_seq to intruder",
+    ] {
+        assert!(
+            own.iter().any(|l| l == line),
+            "missing {line:?} in {own:#?}"
+        );
+    }
+    assert_eq!(own.len(), 24, "{own:#?}");
+    assert!(
+        own.iter()
+            .all(|l| l.ends_with("@owner") || l.ends_with("intruder")),
+        "{own:#?}"
+    );
+    // A function replaced in us-east's platform_common is drift there, and not in eu-west's.
+    assert_eq!(
+        diff_of(out, "  ! drift platform_common: platform_common V3")
+            .iter()
+            .map(|l| &l[..1])
+            .collect::<String>(),
+        "-+",
+        "{out}"
+    );
+    assert!(
+        out.contains("+function plan_has_feature(plan_code text, flag_key text) CREATE OR REPLACE FUNCTION plan_has_feature(plan_code text, flag_key text) RETURNS boolean LANGUAGE sql STABLE RETURN false"),
+        "{out}"
+    );
+    // Exactly the changed targets drift: not acme, globex or initech next to them, not
+    // eu-west's schemas.
+    assert_eq!(drift_count(out), kinds.len() + 1, "{out}");
+    let eu = out.split("Region us-east").next().unwrap();
+    assert!(
+        eu.contains("Region eu-west") && !eu.contains("drift"),
+        "{out}"
+    );
+}
+
+#[test]
+fn drift_repair_puts_back_a_dropped_or_changed_function_and_leaves_a_dropped_column_blocked() {
+    let w = World::new();
+    w.edit("neo.toml", |s| {
+        s.replace(
+            "depends_on = [\"platform_common\"]",
+            "depends_on = [\"platform_common\"]\ndrift = \"repair\"",
+        )
+        .replace(
+            "scope = \"region\"          #",
+            "drift = \"repair\"\nscope = \"region\"          #",
+        )
+    });
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    w.neo("plan", &["--detailed-exitcode"]).expect_code(0);
+    // The view plan_features calls the function: dropping it takes the view along.
+    w.eu.psql(
+        "neo_eu",
+        "DROP FUNCTION platform_common.plan_has_feature(text, text) CASCADE;",
+    );
+    // In us-east the function is replaced in place, the view still calling it.
+    w.us.psql(
+        "neo_us",
+        "ALTER TABLE tenant_globex.users DROP COLUMN created_at;
+         CREATE OR REPLACE FUNCTION platform_common.plan_has_feature(plan_code text, flag_key text)
+             RETURNS boolean LANGUAGE sql STABLE RETURN false;",
+    );
+    let run = w.neo("plan", &["--detailed-exitcode", "--show-sql"]);
+    // The dropped column cannot be put back: the plan is blocked.
+    run.expect_code(1);
+    let out = &run.stdout;
+    for expected in [
+        "~ repair_drift platform_common: put back 11 object definitions of platform_common V3 in schema platform_common",
+        "| CREATE OR REPLACE FUNCTION plan_has_feature(plan_code text, flag_key text)",
+        "| CREATE VIEW plan_features AS",
+        "| GRANT EXECUTE ON FUNCTION plan_has_feature(plan_code text, flag_key text) TO PUBLIC;",
+        "~ drift platform_common: platform_common V3 (schema platform_common, repaired)",
+        "      -function plan_has_feature(plan_code text, flag_key text) owner @owner",
+        "! blocked tenant globex: the live schema tenant_globex differs",
+        "~ repair_drift platform_common: put back 1 object definition of platform_common V3 in schema platform_common",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    assert_eq!(
+        out.matches(
+            "~ drift platform_common: platform_common V3 (schema platform_common, repaired)"
+        )
+        .count(),
+        2,
+        "{out}"
+    );
+    // The function is created before the view that calls it.
+    assert!(
+        out.find("| CREATE OR REPLACE FUNCTION plan_has_feature")
+            < out.find("| CREATE VIEW plan_features"),
+        "{out}"
+    );
+    let column = ["-column users.created_at timestamp with time zone NOT NULL DEFAULT now()"];
+    let globex = "  ! drift tenant globex: tenant_template V5 (schema tenant_globex, blocked)";
+    assert_eq!(diff_of(out, globex), column, "{out}");
+    // Everything that could run did; the column is left for a human (exit 4).
+    w.neo("apply", &["--auto-approve"]).expect_code(4);
+    assert_eq!(
+        w.eu.psql(
+            "neo_eu",
+            "SELECT platform_common.plan_has_feature('enterprise', 'no-such-flag'),
+                    to_regclass('platform_common.plan_features') IS NOT NULL"
+        )
+        .trim(),
+        "f|t"
+    );
+    assert_eq!(
+        w.us.psql(
+            "neo_us",
+            "SELECT platform_common.plan_has_feature('enterprise', 'sso.saml')"
+        )
+        .trim(),
+        "t"
+    );
+    w.neo("plan", &["--region", "eu-west", "--detailed-exitcode"])
+        .expect_code(0);
+    let after = w.neo("plan", &["--detailed-exitcode"]);
+    after.expect_code(1);
+    assert_eq!(drift_count(&after.stdout), 1, "{}", after.stdout);
+    assert_eq!(diff_of(&after.stdout, globex), column, "{}", after.stdout);
+}
+
+/// The `versions` of the expected shapes cached in a region, one per line, sorted.
+fn cached_versions(cluster: &crate::support::pg::PgCluster, db: &str) -> String {
+    cluster.psql(
+        db,
+        "SELECT versions FROM neo_reconcile.expected_shapes
+         WHERE failure IS NULL AND server_major = current_setting('server_version_num')::int / 10000
+         ORDER BY versions",
+    )
+}
+
+#[test]
+fn a_fresh_apply_caches_one_expected_shape_per_set_versions_and_the_next_plan_is_clean() {
+    let w = World::new();
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    let plan = w.neo("plan", &["--detailed-exitcode"]);
+    plan.expect_code(0);
+    assert!(!plan.stdout.contains("drift"), "{}", plan.stdout);
+    // us-east: platform_common, the fleet (globex, initech) at V5 and acme's pin at V6;
+    // eu-west: platform_common and hooli and stark at V5. One row each, not one per tenant.
+    assert_eq!(
+        cached_versions(&w.us, "neo_us").trim(),
+        "platform_common V3\ntenant_template V5\ntenant_template V6"
+    );
+    assert_eq!(
+        cached_versions(&w.eu, "neo_eu").trim(),
+        "platform_common V3\ntenant_template V5"
+    );
+    // A tenant pinned at other versions adds the shape of those, once.
+    w.write(
+        "tenants/d2.toml",
+        "slug = \"d2\"\nregion = \"eu-west\"\nresidency = \"EU\"\nstatus = \"active\"\n\n[schema_sets]\ntenant_template = 4\n",
+    );
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    w.neo("plan", &["--detailed-exitcode"]).expect_code(0);
+    assert_eq!(
+        cached_versions(&w.eu, "neo_eu").trim(),
+        "platform_common V3\ntenant_template V4\ntenant_template V5"
+    );
+    assert_eq!(
+        cached_versions(&w.us, "neo_us").trim(),
+        "platform_common V3\ntenant_template V5\ntenant_template V6"
+    );
+}
+
+#[test]
+fn drift_prune_drops_extra_definitions_and_the_next_plan_is_clean() {
+    let w = World::new();
+    w.edit("neo.toml", |s| {
+        s.replace(
+            "depends_on = [\"platform_common\"]",
+            "depends_on = [\"platform_common\"]\ndrift = \"repair\"\ndrift_prune = true",
+        )
+    });
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    // Extra objects of every kind that carries no data, each with its own owner and grants.
+    w.us.psql(
+        "neo_us",
+        "CREATE FUNCTION public.noop_trigger() RETURNS trigger LANGUAGE plpgsql
+             AS $$BEGIN RETURN NEW; END$$;
+         CREATE INDEX projects_name_idx ON tenant_globex.projects (name);
+         CREATE TRIGGER users_touch BEFORE UPDATE ON tenant_globex.users
+             FOR EACH ROW EXECUTE FUNCTION public.noop_trigger();
+         ALTER TABLE tenant_globex.users ADD CONSTRAINT users_name_check CHECK (display_name <> '');
+         CREATE VIEW tenant_globex.all_users AS SELECT id, email FROM tenant_globex.users;
+         CREATE FUNCTION tenant_globex.user_count() RETURNS bigint LANGUAGE sql STABLE
+             RETURN (SELECT count(*) FROM tenant_globex.users);",
+    );
+    let run = w.neo("plan", &["--detailed-exitcode", "--show-sql"]);
+    // Everything can be put back: a plan with changes.
+    run.expect_code(2);
+    let out = &run.stdout;
+    for expected in [
+        "~ drift tenant globex: tenant_template V5 (schema tenant_globex, repaired)",
+        "      +view all_users AS SELECT users.id, users.email FROM users;",
+        "      +function user_count() owner postgres",
+        "| DROP TRIGGER users_touch ON users;",
+        "| ALTER TABLE users DROP CONSTRAINT users_name_check;",
+        "| DROP VIEW all_users;",
+        "| DROP INDEX projects_name_idx;",
+        "| DROP FUNCTION user_count();",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    let apply = w.neo("apply", &["--auto-approve"]);
+    assert_eq!(apply.code, 0, "{}\n{}", apply.stdout, apply.stderr);
+    w.neo("plan", &["--detailed-exitcode"]).expect_code(0);
+    assert_eq!(
+        w.us.psql(
+            "neo_us",
+            "SELECT to_regclass('tenant_globex.projects_name_idx'),
+                    to_regclass('tenant_globex.all_users'),
+                    to_regprocedure('tenant_globex.user_count()'),
+                    (SELECT count(*) FROM pg_trigger WHERE tgname = 'users_touch'),
+                    (SELECT count(*) FROM pg_constraint WHERE conname = 'users_name_check')"
+        )
+        .trim(),
+        "|||0|0"
+    );
+}
+
+#[test]
+fn drift_repair_puts_back_check_and_foreign_key_constraints() {
+    let w = World::new();
+    w.edit("neo.toml", |s| {
+        s.replace(
+            "depends_on = [\"platform_common\"]",
+            "depends_on = [\"platform_common\"]\ndrift = \"repair\"",
+        )
+    });
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    // A foreign key dropped, and a check constraint replaced by a weaker one of the same name.
+    w.us.psql(
+        "neo_us",
+        "ALTER TABLE tenant_globex.projects DROP CONSTRAINT projects_owner_id_fkey;
+         ALTER TABLE tenant_globex.projects DROP CONSTRAINT projects_name_not_blank_check,
+             ADD CONSTRAINT projects_name_not_blank_check CHECK (name <> '');",
+    );
+    let run = w.neo("plan", &["--detailed-exitcode", "--show-sql"]);
+    run.expect_code(2);
+    let out = &run.stdout;
+    assert_eq!(
+        diff_of(out, "  ~ drift tenant globex: tenant_template V5 (schema tenant_globex, repaired)"),
+        [
+            "-constraint projects.projects_name_not_blank_check CHECK ((btrim(name) <> ''::text))",
+            "-constraint projects.projects_owner_id_fkey FOREIGN KEY (owner_id) REFERENCES users(id) ON DELETE CASCADE",
+            "+constraint projects.projects_name_not_blank_check CHECK ((name <> ''::text))",
+        ],
+        "{out}"
+    );
+    // The changed constraint is dropped and created again; the missing one is created.
+    let statements = [
+        "| ALTER TABLE projects DROP CONSTRAINT projects_name_not_blank_check;",
+        "| ALTER TABLE projects ADD CONSTRAINT projects_name_not_blank_check CHECK ((btrim(name) <> ''::text));",
+        "| ALTER TABLE projects ADD CONSTRAINT projects_owner_id_fkey FOREIGN KEY (owner_id) REFERENCES users(id) ON DELETE CASCADE;",
+    ];
+    let at: Vec<Option<usize>> = statements.iter().map(|s| out.find(s)).collect();
+    assert!(at.iter().all(Option::is_some) && at.is_sorted(), "{out}");
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    w.neo("plan", &["--detailed-exitcode"]).expect_code(0);
+    assert_eq!(
+        w.us.psql(
+            "neo_us",
+            "SELECT string_agg(pg_get_constraintdef(oid), ' / ' ORDER BY conname)
+             FROM pg_constraint
+             WHERE conrelid = 'tenant_globex.projects'::regclass AND contype IN ('c', 'f')
+               AND conname IN ('projects_name_not_blank_check', 'projects_owner_id_fkey')"
+        )
+        .trim(),
+        "CHECK ((btrim(name) <> ''::text)) / FOREIGN KEY (owner_id) REFERENCES tenant_globex.users(id) ON DELETE CASCADE"
+    );
+}
+
+#[test]
+fn drift_off_checks_nothing_and_drift_from_before_it_is_turned_on_is_found_after_one_apply() {
+    let w = World::new();
+    w.edit("neo.toml", |s| {
+        s.replace(
+            "depends_on = [\"platform_common\"]",
+            "depends_on = [\"platform_common\"]\ndrift = \"off\"",
+        )
+        .replace(
+            "scope = \"region\"          #",
+            "drift = \"off\"\nscope = \"region\"          #",
+        )
+    });
+    add_tenants(&w, &["d1", "d2"]);
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    break_things(&w);
+    let off = w.neo("plan", &["--detailed-exitcode"]);
+    off.expect_code(0);
+    assert!(!off.stdout.contains("drift"), "{}", off.stdout);
+    let cached = "SELECT count(*) FROM neo_reconcile.expected_shapes";
+    assert_eq!(w.us.psql("neo_us", cached).trim(), "0");
+    assert_eq!(w.eu.psql("neo_eu", cached).trim(), "0");
+    // Turned on, the first plan only computes the expected shapes, one per set versions.
+    w.edit("neo.toml", |s| s.replace("\ndrift = \"off\"", ""));
+    let on = w.neo("plan", &["--detailed-exitcode"]);
+    on.expect_code(2);
+    assert_eq!(
+        on.stdout.matches("+ compute_shape ").count(),
+        5,
+        "{}",
+        on.stdout
+    );
+    assert!(!on.stdout.contains("! drift "), "{}", on.stdout);
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    // The next plan finds every change made while it was off.
+    let after = w.neo("plan", &["--detailed-exitcode"]);
+    after.expect_code(1);
+    for header in [
+        "  ! drift platform_common: platform_common V3 (schema platform_common, blocked)",
+        "  ! drift tenant acme: tenant_template V6 (schema tenant_acme, blocked)",
+        "  ! drift tenant d1: tenant_template V5 (schema tenant_d1, blocked)",
+        "  ! drift tenant d2: tenant_template V5 (schema tenant_d2, blocked)",
+        "  ! drift tenant globex: tenant_template V5 (schema tenant_globex, blocked)",
+    ] {
+        assert!(
+            after.stdout.contains(header),
+            "missing {header:?} in:\n{}",
+            after.stdout
+        );
+    }
+    assert_eq!(drift_count(&after.stdout), 5, "{}", after.stdout);
+}

@@ -214,33 +214,37 @@ fn unmanaged_tenant_schemas_are_reported_and_never_touched() {
     );
 }
 
+/// The statements one `neo-reconcile plan --region us-east` sends to us-east, as the server
+/// logs them (`log_statement = 'all'`), one line each.
+fn plan_statements(w: &World) -> Vec<String> {
+    w.us.psql("postgres", "ALTER SYSTEM SET log_statement = 'all'");
+    w.us.psql(
+        "postgres",
+        "ALTER SYSTEM SET log_line_prefix = '%m [%p] %a '",
+    );
+    w.us.psql("postgres", "SELECT pg_reload_conf()");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let log = w.us.log_path();
+    let before = std::fs::read_to_string(&log).unwrap_or_default().len();
+    w.neo("plan", &["--region", "us-east"]);
+    w.us.psql("postgres", "ALTER SYSTEM RESET log_statement");
+    w.us.psql("postgres", "SELECT pg_reload_conf()");
+    let text = std::fs::read_to_string(&log).unwrap();
+    text[before..]
+        .lines()
+        .filter(|l| {
+            l.contains("neo-reconcile") && (l.contains("statement: ") || l.contains("execute "))
+        })
+        .map(String::from)
+        .collect()
+}
+
 #[test]
 fn observation_runs_a_bounded_number_of_queries() {
     // Count the statements neo-reconcile sends, on the server, for 5 and then 40 tenants.
     let w = World::new();
     w.neo("apply", &["--auto-approve"]).expect_code(0);
-    let count = |w: &World| -> usize {
-        w.us.psql("postgres", "ALTER SYSTEM SET log_statement = 'all'");
-        w.us.psql(
-            "postgres",
-            "ALTER SYSTEM SET log_line_prefix = '%m [%p] %a '",
-        );
-        w.us.psql("postgres", "SELECT pg_reload_conf()");
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        let log = w.us.log_path();
-        let before = std::fs::read_to_string(&log).unwrap_or_default().len();
-        w.neo("plan", &["--region", "us-east"]);
-        w.us.psql("postgres", "ALTER SYSTEM RESET log_statement");
-        w.us.psql("postgres", "SELECT pg_reload_conf()");
-        let text = std::fs::read_to_string(&log).unwrap();
-        text[before..]
-            .lines()
-            .filter(|l| {
-                l.contains("neo-reconcile") && (l.contains("statement: ") || l.contains("execute "))
-            })
-            .count()
-    };
-    let few = count(&w);
+    let few = plan_statements(&w).len();
     for i in 0..35 {
         w.write(
             &format!("tenants/extra{i:02}.toml"),
@@ -248,7 +252,7 @@ fn observation_runs_a_bounded_number_of_queries() {
         );
     }
     w.neo("apply", &["--auto-approve"]).expect_code(0);
-    let many = count(&w);
+    let many = plan_statements(&w).len();
     assert!(
         few > 0,
         "no statements counted: is log_line_prefix showing application_name?"
@@ -256,6 +260,86 @@ fn observation_runs_a_bounded_number_of_queries() {
     assert_eq!(
         few, many,
         "observation queries grew with the number of tenants"
+    );
+}
+
+/// Writes `n` active us-east tenants `{prefix}0000`... into `w`'s tree.
+fn add_us_tenants(w: &World, prefix: &str, n: usize) {
+    for i in 0..n {
+        w.write(
+            &format!("tenants/{prefix}{i:04}.toml"),
+            &format!("slug = \"{prefix}{i:04}\"\nregion = \"us-east\"\nresidency = \"US\"\nstatus = \"active\"\n"),
+        );
+    }
+}
+
+/// The statements of [`plan_statements`] without their time stamp and process id, e.g.
+/// `execute sqlx_s_4: SELECT target_schema, ...` (first line only).
+fn statement_texts(lines: &[String]) -> Vec<&str> {
+    lines
+        .iter()
+        .map(|l| l.split_once(" LOG:  ").map_or(l.as_str(), |(_, s)| s))
+        .collect()
+}
+
+#[test]
+fn drift_observation_runs_the_same_number_of_queries_at_10_and_1000_tenants() {
+    // Drift detection is on (drift = "report", the default) and one tenant drifts in both
+    // counts, so each includes the fingerprint query and the description of one schema.
+    let w = World::new();
+    // The 990 extra tenants are applied at once, 16 at a time (about 25 s in a debug build).
+    w.edit("regions/us-east.toml", |s| {
+        s.replace("max_parallel = 4 ", "max_parallel = 16 ")
+    });
+    add_us_tenants(&w, "ten", 7);
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    w.us.psql("neo_us", "DROP INDEX tenant_globex.projects_owner_id_idx;");
+    let drifted = |w: &World| -> Vec<String> {
+        let run = w.neo("plan", &["--region", "us-east"]);
+        run.stdout
+            .lines()
+            .filter(|l| l.starts_with("  ! drift "))
+            .map(String::from)
+            .collect()
+    };
+    let globex = "  ! drift tenant globex: tenant_template V5 (schema tenant_globex, blocked)";
+    assert_eq!(drifted(&w), [globex]);
+    let few = plan_statements(&w);
+    add_us_tenants(&w, "k", 990);
+    // globex stays blocked by its drift; everything else is applied (exit 4).
+    w.neo("apply", &["--auto-approve"]).expect_code(4);
+    assert_eq!(
+        w.us.psql(
+            "neo_us",
+            "SELECT count(*) FROM pg_namespace WHERE starts_with(nspname, 'tenant_')"
+        )
+        .trim(),
+        "1000"
+    );
+    assert_eq!(drifted(&w), [globex]);
+    let many = plan_statements(&w);
+    let describes = |lines: &[String]| {
+        lines
+            .iter()
+            .filter(|l| l.contains("-- The normalized description of the schemas"))
+            .count()
+    };
+    // The fingerprints of every checked schema, then the description of globex's.
+    assert_eq!(describes(&few), 2, "{few:#?}");
+    assert_eq!(describes(&many), 2, "{many:#?}");
+    assert_eq!(
+        statement_texts(&few),
+        statement_texts(&many),
+        "observation queries changed with the number of tenants"
+    );
+    // The 990 new tenants are checked too: a change in the last of them is seen.
+    w.us.psql("neo_us", "DROP INDEX tenant_k0989.projects_owner_id_idx;");
+    assert_eq!(
+        drifted(&w),
+        [
+            globex,
+            "  ! drift tenant k0989: tenant_template V5 (schema tenant_k0989, blocked)"
+        ]
     );
 }
 
