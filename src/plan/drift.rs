@@ -108,6 +108,26 @@ pub(super) fn repair(expected: &[ShapeEntry], live: &[ShapeEntry], prune: bool) 
             out.unrepairable.push(object.clone());
         }
     }
+    // Privileges on an extra object that is dropped go with it: revoking them afterwards
+    // would name an object that no longer exists.
+    let dropped: Vec<&String> = have
+        .keys()
+        .filter(|o| !want.contains_key(*o) && rank(o).is_some() && prune)
+        .collect();
+    out.revokes.retain(|revoke| {
+        !have.iter().any(|(object, entry)| {
+            entry.drop.as_ref() == Some(revoke)
+                && dropped
+                    .iter()
+                    .any(|d| object.contains(&format!(" on {d} to ")))
+        })
+    });
+    out.unrepairable.retain(|object| {
+        !(object.starts_with("grant ")
+            && dropped
+                .iter()
+                .any(|d| object.contains(&format!(" on {d} to "))))
+    });
     // The owner of an object that is created again is the role the repair runs as.
     let unrepairable = std::mem::take(&mut out.unrepairable);
     out.unrepairable = unrepairable
