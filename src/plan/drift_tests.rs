@@ -163,30 +163,30 @@ fn drift_under_repair_puts_back_the_index_and_the_grant_before_migrating() {
         &o,
         &only_us(),
         expect![[r#"
-        neo-reconcile plan: desired state d1e2s3i4r5e6
+            neo-reconcile plan: desired state d1e2s3i4r5e6
 
-        Region us (db_us at 127.0.0.1:5432): 4 changes, 0 blocked
-          ~ repair_drift tenant acme: put back 2 object definitions of app V2 in schema tenant_acme
-          ~ migrate tenant acme: app 2 -> 3 in schema tenant_acme
-              V3 view
-          ~ migrate tenant beta: app 2 -> 3 in schema tenant_beta
-              V3 view
-          ~ update_registry admin.database_connections in database neo_admin (2 upserted, 0 deleted)
-              --- admin.database_connections (live)
-              +++ admin.database_connections (planned)
-              @@ -1,2 +1,2 @@
-              -acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=2
-              +acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=3
-              -beta region=us at=127.0.0.1:5432/db_us schema=tenant_beta status=active versions=app=2
-              +beta region=us at=127.0.0.1:5432/db_us schema=tenant_beta status=active versions=app=3
-          ~ drift tenant acme: app V2 (schema tenant_acme, repaired)
-              --- expected (app V2)
-              +++ live tenant_acme
-              -index t_a_idx ON t USING btree (a)
-              +grant SELECT on table t to intruder
+            Region us (db_us at 127.0.0.1:5432): 4 changes, 0 blocked
+              ~ repair_drift tenant acme: put back definitions of app V2 in schema tenant_acme (2 statements)
+              ~ migrate tenant acme: app 2 -> 3 in schema tenant_acme
+                  V3 view
+              ~ migrate tenant beta: app 2 -> 3 in schema tenant_beta
+                  V3 view
+              ~ update_registry admin.database_connections in database neo_admin (2 upserted, 0 deleted)
+                  --- admin.database_connections (live)
+                  +++ admin.database_connections (planned)
+                  @@ -1,2 +1,2 @@
+                  -acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=2
+                  +acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=3
+                  -beta region=us at=127.0.0.1:5432/db_us schema=tenant_beta status=active versions=app=2
+                  +beta region=us at=127.0.0.1:5432/db_us schema=tenant_beta status=active versions=app=3
+              ~ drift tenant acme: app V2 (schema tenant_acme, repaired)
+                  --- expected (app V2)
+                  +++ live tenant_acme
+                  -index t_a_idx ON t USING btree (a)
+                  +grant SELECT on table t to intruder
 
-        Plan: 0 to bootstrap, 0 to create, 2 to migrate, 1 drifted schema to repair, 0 to suspend, 0 to resume, 0 to archive, 0 to destroy, 1 registry update; 0 blocked.
-    "#]],
+            Plan: 0 to bootstrap, 0 to create, 2 to migrate, 1 drifted schema to repair, 0 to suspend, 0 to resume, 0 to archive, 0 to destroy, 1 registry update; 0 blocked.
+        "#]],
     );
     let plan = plan(&d, &o, &only_us());
     let Action::RepairDrift { statements, .. } = &plan.regions[0].actions[0] else {
@@ -270,29 +270,29 @@ fn an_extra_index_is_dropped_only_with_prune() {
         &o,
         &only_us(),
         expect![[r#"
-        neo-reconcile plan: desired state d1e2s3i4r5e6
+            neo-reconcile plan: desired state d1e2s3i4r5e6
 
-        Region us (db_us at 127.0.0.1:5432): 4 changes, 0 blocked
-          ~ repair_drift tenant acme: put back 1 object definition of app V2 in schema tenant_acme
-          ~ migrate tenant acme: app 2 -> 3 in schema tenant_acme
-              V3 view
-          ~ migrate tenant beta: app 2 -> 3 in schema tenant_beta
-              V3 view
-          ~ update_registry admin.database_connections in database neo_admin (2 upserted, 0 deleted)
-              --- admin.database_connections (live)
-              +++ admin.database_connections (planned)
-              @@ -1,2 +1,2 @@
-              -acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=2
-              +acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=3
-              -beta region=us at=127.0.0.1:5432/db_us schema=tenant_beta status=active versions=app=2
-              +beta region=us at=127.0.0.1:5432/db_us schema=tenant_beta status=active versions=app=3
-          ~ drift tenant acme: app V2 (schema tenant_acme, repaired)
-              --- expected (app V2)
-              +++ live tenant_acme
-              +index t_b_idx ON t USING btree (b)
+            Region us (db_us at 127.0.0.1:5432): 4 changes, 0 blocked
+              ~ repair_drift tenant acme: put back definitions of app V2 in schema tenant_acme (1 statement)
+              ~ migrate tenant acme: app 2 -> 3 in schema tenant_acme
+                  V3 view
+              ~ migrate tenant beta: app 2 -> 3 in schema tenant_beta
+                  V3 view
+              ~ update_registry admin.database_connections in database neo_admin (2 upserted, 0 deleted)
+                  --- admin.database_connections (live)
+                  +++ admin.database_connections (planned)
+                  @@ -1,2 +1,2 @@
+                  -acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=2
+                  +acme region=us at=127.0.0.1:5432/db_us schema=tenant_acme status=active versions=app=3
+                  -beta region=us at=127.0.0.1:5432/db_us schema=tenant_beta status=active versions=app=2
+                  +beta region=us at=127.0.0.1:5432/db_us schema=tenant_beta status=active versions=app=3
+              ~ drift tenant acme: app V2 (schema tenant_acme, repaired)
+                  --- expected (app V2)
+                  +++ live tenant_acme
+                  +index t_b_idx ON t USING btree (b)
 
-        Plan: 0 to bootstrap, 0 to create, 2 to migrate, 1 drifted schema to repair, 0 to suspend, 0 to resume, 0 to archive, 0 to destroy, 1 registry update; 0 blocked.
-    "#]],
+            Plan: 0 to bootstrap, 0 to create, 2 to migrate, 1 drifted schema to repair, 0 to suspend, 0 to resume, 0 to archive, 0 to destroy, 1 registry update; 0 blocked.
+        "#]],
     );
 }
 

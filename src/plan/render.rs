@@ -232,7 +232,7 @@ pub fn action_line(action: &Action) -> String {
             holder.as_ref().map_or_else(String::new, |h| format!(", the region lock last held by {h}")),
         ),
         Action::RepairDrift { tenant, schema, expected, statements } => format!(
-            "~ repair_drift {}: put back {} object definition{} of {expected} in schema {schema}",
+            "~ repair_drift {}: put back definitions of {expected} in schema {schema} ({} statement{})",
             tenant.as_ref().map_or_else(|| schema.clone(), |t| format!("tenant {t}")),
             statements.len(),
             if statements.len() == 1 { "" } else { "s" }

@@ -116,7 +116,14 @@ impl<F: Fn(&str) -> bool> RegionPlanner<'_, F> {
         rows: &[&HistoryRow],
         blocked: &BTreeSet<String>,
     ) -> bool {
-        if let Some(dep) = set.depends_on.iter().find(|d| blocked.contains(*d)) {
+        // A target with nothing to do is not held up by a blocked dependency: listing every
+        // tenant at its target as blocked would bury the finding that blocks them.
+        let needs_work = rows.last().map_or(0, |r| r.version) != target;
+        if let Some(dep) = set
+            .depends_on
+            .iter()
+            .find(|d| needs_work && blocked.contains(*d))
+        {
             self.block(
                 BlockReason::DependencyBlocked,
                 tenant,

@@ -117,7 +117,7 @@ fn drift_repair_puts_back_definitions_and_grants_and_leaves_columns_blocked() {
     run.expect_code(1);
     let out = &run.stdout;
     for expected in [
-        "~ repair_drift tenant acme: put back 1 object definition of tenant_template V6 in schema tenant_acme",
+        "~ repair_drift tenant acme: put back definitions of tenant_template V6 in schema tenant_acme (1 statement)",
         "| CREATE INDEX projects_owner_id_idx ON projects USING btree (owner_id);",
         "~ drift tenant acme: tenant_template V6 (schema tenant_acme, repaired)",
         "~ repair_drift tenant d1:",
@@ -434,14 +434,14 @@ fn drift_repair_puts_back_a_dropped_or_changed_function_and_leaves_a_dropped_col
     run.expect_code(1);
     let out = &run.stdout;
     for expected in [
-        "~ repair_drift platform_common: put back 11 object definitions of platform_common V3 in schema platform_common",
+        "~ repair_drift platform_common: put back definitions of platform_common V3 in schema platform_common (11 statements)",
         "| CREATE OR REPLACE FUNCTION plan_has_feature(plan_code text, flag_key text)",
         "| CREATE VIEW plan_features AS",
         "| GRANT EXECUTE ON FUNCTION plan_has_feature(plan_code text, flag_key text) TO PUBLIC;",
         "~ drift platform_common: platform_common V3 (schema platform_common, repaired)",
         "      -function plan_has_feature(plan_code text, flag_key text) owner @owner",
         "! blocked tenant globex: the live schema tenant_globex differs",
-        "~ repair_drift platform_common: put back 1 object definition of platform_common V3 in schema platform_common",
+        "~ repair_drift platform_common: put back definitions of platform_common V3 in schema platform_common (1 statement)",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
