@@ -20,7 +20,7 @@ use super::state::{
     RegistryRow, TenantRow,
 };
 use crate::db::{ConnectError, Connector, Connectors};
-use crate::desired::{Desired, DriftPolicy, Region, SchemaSet, TenantStatus};
+use crate::desired::{Desired, Region, SchemaSet, TenantStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {
@@ -112,28 +112,11 @@ async fn observe_database(
     sets: &[SchemaSet],
 ) -> Result<RegionState, ObserveError> {
     let mut conn = connector.connect_region().await?;
-    // With drift detection on, the schemas' change signatures are read on a second connection
-    // while the bookkeeping is read on the first: the signature query is the longest of a
-    // region's observation, and it needs nothing the bookkeeping read returns.
-    let early = async {
-        if sets.iter().all(|s| s.drift == DriftPolicy::Off) {
-            return Ok(None);
-        }
-        let mut second = connector.connect_region().await?;
-        let found = super::shape_query::early_signatures(&mut second, sets).await;
-        second.close().await.ok();
-        found
-    };
-    let (read, early) = tokio::join!(read_region(&mut conn, control_plane_db), early);
-    let state = match read {
+    let state = match read_region(&mut conn, control_plane_db).await {
         Ok((mut state, cp_exists)) => {
-            let shapes = super::shape_query::observe_shapes(
-                &mut conn,
-                sets,
-                state.bookkeeping.as_ref(),
-                early?,
-            )
-            .await;
+            let shapes =
+                super::shape_query::observe_shapes(&mut conn, sets, state.bookkeeping.as_ref())
+                    .await;
             shapes.map(|shapes| {
                 state.shapes = shapes;
                 (state, cp_exists)

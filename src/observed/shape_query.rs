@@ -15,7 +15,7 @@ use super::shape::{
     DESCRIBE,
 };
 use super::state::Bookkeeping;
-use crate::desired::{DriftPolicy, SchemaSet, Scope};
+use crate::desired::{DriftPolicy, SchemaSet};
 
 /// Observes the shapes of a region's checked schemas (see [`targets`]) in a fixed number of
 /// read-only queries: the fingerprints of all of them, the cached expected shapes, the
@@ -24,7 +24,6 @@ pub async fn observe_shapes(
     conn: &mut PgConnection,
     sets: &[SchemaSet],
     bookkeeping: Option<&Bookkeeping>,
-    early: Option<Signatures>,
 ) -> Result<Shapes, ObserveError> {
     if sets.iter().all(|s| s.drift == DriftPolicy::Off) {
         return Ok(Shapes::default());
@@ -62,16 +61,7 @@ pub async fn observe_shapes(
     }
     // The signature first, then the description: a change between the two makes the recorded
     // signature older than the fingerprint, which only costs a description next time.
-    let (signatures, mut fingerprints) = match early {
-        Some((signatures, fingerprints)) => {
-            let wanted: BTreeSet<&String> = names.iter().collect();
-            let keep = |m: BTreeMap<String, String>| -> BTreeMap<String, String> {
-                m.into_iter().filter(|(s, _)| wanted.contains(s)).collect()
-            };
-            (keep(signatures), keep(fingerprints))
-        }
-        None => read_signatures(conn, &names).await?,
-    };
+    let (signatures, mut fingerprints) = read_signatures(conn, &names).await?;
     let described: BTreeSet<String> = signatures
         .keys()
         .filter(|s| !fingerprints.contains_key(*s))
@@ -139,48 +129,13 @@ const SIGNATURES_WITH_FINGERPRINTS: &str = concat!(
       AND lf.server_version = current_setting('server_version_num')::int"
 );
 
-/// Change signatures by schema, and the fingerprints recorded at those signatures.
-pub type Signatures = (BTreeMap<String, String>, BTreeMap<String, String>);
-
-/// [`read_signatures`] of every active tenant's schema and every region-scope set's schema,
-/// read before the bookkeeping is (on another connection, see `postgres.rs`); `None` when the
-/// bookkeeping has no recorded fingerprints yet.
-pub async fn early_signatures(
-    conn: &mut PgConnection,
-    sets: &[SchemaSet],
-) -> Result<Option<Signatures>, ObserveError> {
-    let mut tx = conn.begin().await?;
-    sqlx::query("SET TRANSACTION READ ONLY")
-        .execute(&mut *tx)
-        .await?;
-    let recorded: bool =
-        sqlx::query_scalar("SELECT to_regclass('neo_reconcile.live_fingerprints') IS NOT NULL")
-            .fetch_one(&mut *tx)
-            .await?;
-    if !recorded {
-        tx.commit().await?;
-        return Ok(None);
-    }
-    let mut names: Vec<String> =
-        sqlx::query_scalar("SELECT schema_name FROM neo_reconcile.tenants WHERE status = 'active'")
-            .fetch_all(&mut *tx)
-            .await?;
-    tx.commit().await?;
-    names.extend(
-        sets.iter()
-            .filter(|s| s.scope == Scope::Region)
-            .map(|s| s.name.clone()),
-    );
-    read_signatures(conn, &names).await.map(Some)
-}
-
 /// The signature of each schema of `names` that exists, and the fingerprint the last apply
 /// recorded for it when its signature is still the one recorded (this build's description,
 /// this server version), in one read-only query.
 async fn read_signatures(
     conn: &mut PgConnection,
     names: &[String],
-) -> Result<Signatures, ObserveError> {
+) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>), ObserveError> {
     let mut tx = conn.begin().await?;
     sqlx::query("SET TRANSACTION READ ONLY")
         .execute(&mut *tx)

@@ -27,11 +27,9 @@ fn described_during_plan(w: &World) -> Vec<String> {
             && line.contains("execute ")
             && line.contains("The normalized description of the schemas")
         {
-            // The parameters are logged by the same server process, right after.
-            let pid = line.split(']').next().unwrap_or_default();
             let detail = lines[i + 1..]
                 .iter()
-                .find(|l| l.starts_with(pid) && l.contains("DETAIL:  parameters: $1 = "))
+                .find(|l| l.contains("DETAIL:  parameters: $1 = "))
                 .unwrap_or_else(|| panic!("no parameters logged after {line}"));
             out.push(detail.split("$1 = ").nth(1).unwrap().to_string());
         }
