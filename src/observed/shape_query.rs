@@ -36,9 +36,11 @@ pub async fn observe_shapes(
         });
     };
     let targets = targets(sets, bookkeeping);
-    let keys: BTreeMap<String, ShapeKey> = targets
-        .values()
-        .filter_map(|t| shape_id(sets, &t.key).map(|id| (id, t.key.clone())))
+    // One id per distinct combination of versions, not per target.
+    let distinct: BTreeSet<&ShapeKey> = targets.values().map(|t| &t.key).collect();
+    let keys: BTreeMap<String, ShapeKey> = distinct
+        .into_iter()
+        .filter_map(|key| shape_id(sets, key).map(|id| (id, key.clone())))
         .collect();
     let (computed, expected) = read_expected(conn, &keys).await?;
     let unchecked = Shapes {
