@@ -4,10 +4,12 @@
 --
 -- Any CREATE, ALTER, DROP, GRANT, REVOKE or OWNER TO on the schema or its objects writes new
 -- versions of these rows (a new xmin) or removes some (a lower count), so it changes the
--- signature; VACUUM and ANALYZE update catalog rows in place and do not. Rows that only
--- change with a row already counted are left out: the system columns of a table and the
--- columns of indexes and sequences (their pg_class and pg_index rows change with them). Each
--- catalog is summed per schema before the sums are added up. It reads no
+-- signature; VACUUM and ANALYZE update catalog rows in place and do not. Rows whose
+-- described content only changes with a row already counted are left out: the system columns
+-- of a table, the columns of indexes and sequences, `pg_index` (an index's definition is fixed
+-- when it is created, with its pg_class row), array types (they follow their element type, and
+-- take no privileges) and internal triggers (they follow their foreign-key constraint, and are
+-- not described). Each catalog is summed per schema before the sums are added up. It reads no
 -- definition and takes no lock on the schema's relations, so it stays cheap at any fleet size:
 -- a plan describes (and fingerprints) only the schemas whose signature differs from the one
 -- the last apply recorded with their fingerprint (`neo_reconcile.live_fingerprints`).
@@ -23,18 +25,16 @@ r AS (
     SELECT oid AS ns, 1 AS n, hashint8extended(oid::bigint | (1::bigint << 56), x::text::bigint)::numeric AS h FROM s
     UNION ALL SELECT ns, count(*), sum(hashint8extended(oid::bigint | (2::bigint << 56), x::text::bigint)) FROM c GROUP BY ns
     UNION ALL SELECT t.typnamespace, count(*), sum(hashint8extended(t.oid::bigint | (3::bigint << 56), t.xmin::text::bigint))
-        FROM pg_type t WHERE t.typnamespace IN (SELECT oid FROM s) GROUP BY 1
+        FROM pg_type t WHERE t.typnamespace IN (SELECT oid FROM s) AND t.typcategory <> 'A' GROUP BY 1
     UNION ALL SELECT c.ns, count(*), sum(hashint8extended(((a.attrelid::bigint << 12) + a.attnum) | (4::bigint << 56), a.xmin::text::bigint))
         FROM c JOIN pg_attribute a ON a.attrelid = c.oid
         WHERE a.attnum > 0 AND c.relkind IN ('r', 'p', 'v', 'm', 'c', 'f') GROUP BY 1
     UNION ALL SELECT c.ns, count(*), sum(hashint8extended(d.oid::bigint | (5::bigint << 56), d.xmin::text::bigint))
         FROM c JOIN pg_attrdef d ON d.adrelid = c.oid GROUP BY 1
-    UNION ALL SELECT c.ns, count(*), sum(hashint8extended(i.indexrelid::bigint | (6::bigint << 56), i.xmin::text::bigint))
-        FROM c JOIN pg_index i ON i.indexrelid = c.oid GROUP BY 1
     UNION ALL SELECT k.connamespace, count(*), sum(hashint8extended(k.oid::bigint | (7::bigint << 56), k.xmin::text::bigint))
         FROM pg_constraint k WHERE k.connamespace IN (SELECT oid FROM s) GROUP BY 1
     UNION ALL SELECT c.ns, count(*), sum(hashint8extended(g.oid::bigint | (8::bigint << 56), g.xmin::text::bigint))
-        FROM c JOIN pg_trigger g ON g.tgrelid = c.oid GROUP BY 1
+        FROM c JOIN pg_trigger g ON g.tgrelid = c.oid WHERE NOT g.tgisinternal GROUP BY 1
     UNION ALL SELECT p.pronamespace, count(*), sum(hashint8extended(p.oid::bigint | (9::bigint << 56), p.xmin::text::bigint))
         FROM pg_proc p WHERE p.pronamespace IN (SELECT oid FROM s) GROUP BY 1
     UNION ALL SELECT c.ns, count(*), sum(hashint8extended(w.oid::bigint | (10::bigint << 56), w.xmin::text::bigint))
