@@ -43,6 +43,11 @@ pub async fn observe_shapes(
         .filter_map(|key| shape_id(sets, key).map(|id| (id, key.clone())))
         .collect();
     let (computed, expected) = read_expected(conn, &keys).await?;
+    for (key, shape) in &expected {
+        if let Expected::Failed { reason } = shape {
+            tracing::warn!(versions = %key, reason = %reason, "The expected shape of these versions could not be computed (a migration fails in a scratch schema): targets at them are not checked for drift until a file changes.");
+        }
+    }
     let unchecked = Shapes {
         computed: computed.clone(),
         cache_read: true,

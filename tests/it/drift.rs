@@ -693,3 +693,48 @@ fn drift_off_checks_nothing_and_drift_from_before_it_is_turned_on_is_found_after
     }
     assert_eq!(drift_count(&after.stdout), 5, "{}", after.stdout);
 }
+
+#[test]
+fn a_migration_that_fails_only_in_the_scratch_schema_leaves_its_targets_unchecked_with_a_warning() {
+    let w = World::new();
+    w.neo("apply", &["--auto-approve"]).expect_code(0);
+    // V7 runs in the tenants' schemas but refuses the scratch schema apply builds to compute
+    // the expected shape (as a migration that cannot run in one transaction with the ones
+    // before it would).
+    w.write(
+        "schemas/tenant_template/V7__notes.sql",
+        "DO $$ BEGIN IF current_schema() LIKE 'neo_shape_%' THEN RAISE EXCEPTION 'not in a scratch schema'; END IF; END $$;\n\
+         CREATE TABLE notes (id bigint PRIMARY KEY);\n",
+    );
+    w.edit("neo.toml", |s| s.replace("target = 5 ", "target = 7 "));
+    w.edit("tenants/acme.toml", |s| {
+        s.replace("tenant_template = 6\n", "")
+    });
+    let apply = w.neo("apply", &["--auto-approve"]);
+    apply.expect_code(0);
+    assert!(
+        apply
+            .stderr
+            .contains("The expected shape cannot be computed")
+            && apply.stderr.contains("not in a scratch schema"),
+        "{}",
+        apply.stderr
+    );
+    let failure = w.us.psql(
+        "neo_us",
+        "SELECT versions || ': ' || (failure LIKE '%not in a scratch schema%') FROM neo_reconcile.expected_shapes WHERE failure IS NOT NULL",
+    );
+    assert_eq!(failure.trim(), "tenant_template V7: true");
+    // The failure is kept: the next plan has nothing to do and says why V7 is not checked.
+    let plan = w.neo("plan", &["--detailed-exitcode"]);
+    plan.expect_code(0);
+    assert!(
+        plan.stderr
+            .contains("The expected shape of these versions could not be computed"),
+        "{}",
+        plan.stderr
+    );
+    // Unchecked: an out-of-band change at V7 is not reported.
+    w.us.psql("neo_us", "DROP INDEX tenant_globex.projects_owner_id_idx");
+    w.neo("plan", &["--detailed-exitcode"]).expect_code(0);
+}
