@@ -7,20 +7,8 @@ use crate::world::World;
 /// The schema lists the description query received from neo-reconcile during one `plan` of
 /// us-east, one entry per execution (`$1` as the server logged it).
 fn described_during_plan(w: &World) -> Vec<String> {
-    w.us.psql("postgres", "ALTER SYSTEM SET log_statement = 'all'");
-    w.us.psql(
-        "postgres",
-        "ALTER SYSTEM SET log_line_prefix = '%m [%p] %a '",
-    );
-    w.us.psql("postgres", "SELECT pg_reload_conf()");
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let log = w.us.log_path();
-    let before = std::fs::read_to_string(&log).unwrap_or_default().len();
-    let plan = w.neo("plan", &["--region", "us-east"]);
-    w.us.psql("postgres", "ALTER SYSTEM RESET log_statement");
-    w.us.psql("postgres", "SELECT pg_reload_conf()");
-    let text = std::fs::read_to_string(&log).unwrap();
-    let lines: Vec<&str> = text[before..].lines().collect();
+    let (plan, text) = w.plan_us_with_server_log();
+    let lines: Vec<&str> = text.lines().collect();
     let mut out = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         if line.contains("neo-reconcile")

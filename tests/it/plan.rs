@@ -217,21 +217,8 @@ fn unmanaged_tenant_schemas_are_reported_and_never_touched() {
 /// The statements one `neo-reconcile plan --region us-east` sends to us-east, as the server
 /// logs them (`log_statement = 'all'`), one line each.
 fn plan_statements(w: &World) -> Vec<String> {
-    w.us.psql("postgres", "ALTER SYSTEM SET log_statement = 'all'");
-    w.us.psql(
-        "postgres",
-        "ALTER SYSTEM SET log_line_prefix = '%m [%p] %a '",
-    );
-    w.us.psql("postgres", "SELECT pg_reload_conf()");
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let log = w.us.log_path();
-    let before = std::fs::read_to_string(&log).unwrap_or_default().len();
-    w.neo("plan", &["--region", "us-east"]);
-    w.us.psql("postgres", "ALTER SYSTEM RESET log_statement");
-    w.us.psql("postgres", "SELECT pg_reload_conf()");
-    let text = std::fs::read_to_string(&log).unwrap();
-    text[before..]
-        .lines()
+    let (_, text) = w.plan_us_with_server_log();
+    text.lines()
         .filter(|l| {
             l.contains("neo-reconcile") && (l.contains("statement: ") || l.contains("execute "))
         })

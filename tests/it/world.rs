@@ -131,6 +131,27 @@ impl World {
         Run::from(self.command(&all).output().unwrap())
     }
 
+    /// Runs `plan --region us-east` with every statement logged by the us-east server
+    /// (`log_statement = all`, the application name in each line's prefix) and returns the
+    /// plan and the server log written meanwhile.
+    pub fn plan_us_with_server_log(&self) -> (Run, String) {
+        self.us
+            .psql("postgres", "ALTER SYSTEM SET log_statement = 'all'");
+        self.us.psql(
+            "postgres",
+            "ALTER SYSTEM SET log_line_prefix = '%m [%p] %a '",
+        );
+        self.us.psql("postgres", "SELECT pg_reload_conf()");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let log = self.us.log_path();
+        let before = std::fs::read_to_string(&log).unwrap_or_default().len();
+        let plan = self.neo("plan", &["--region", "us-east"]);
+        self.us.psql("postgres", "ALTER SYSTEM RESET log_statement");
+        self.us.psql("postgres", "SELECT pg_reload_conf()");
+        let text = std::fs::read_to_string(&log).unwrap();
+        (plan, text[before..].to_string())
+    }
+
     /// Everything a read-only command must leave untouched, in both clusters: databases,
     /// schemas, roles, relations, and the content of neo-reconcile's tables.
     pub fn snapshot(&self) -> String {
